@@ -1,0 +1,183 @@
+"""Reading and writing checkpoints: official layouts in, official layouts out, nothing lost.
+
+- Official teacher checkpoints are `{'model': state_dict, 'epoch': ..., 'best_acc': ..., ...}`;
+  a bare state_dict (and DDP's `module.` prefix) is accepted too.
+- Every file we write goes to a temporary file first and is renamed into place, so a crash
+  or a SIGKILL mid-save leaves the previous checkpoint intact.
+- A checkpoint that does not fit a model raises `CheckpointMismatchError` naming the keys that
+  differ and, where one fits, the zoo model that would load it.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from simkd_lite.models import create_model, list_models
+
+StateDict = Mapping[str, Tensor]
+
+
+class CheckpointMismatchError(ValueError):
+    """A state_dict whose keys or shapes do not match the model it is loaded into."""
+
+
+# ---------------------------------------------------------------------------------- writing
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """torch.save to `path` via a temp file + fsync + rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_teacher(path: str | os.PathLike, model: nn.Module, *, model_name: str, epoch: int,
+                 best_acc: float, **extra: Any) -> Path:
+    """Write a teacher in the official layout (`model`, `epoch`, `best_acc`) plus our metadata.
+
+    `epoch` is the number of completed epochs. Official code reads `ckpt['model']` and ignores
+    the rest; we also store `model_name` (and e.g. `dataset`) so `--teacher PATH` needs nothing else.
+    """
+    state = {"model": model.state_dict(), "epoch": epoch, "best_acc": best_acc, "model_name": model_name}
+    state.update(extra)
+    return atomic_save(state, path)
+
+
+# ---------------------------------------------------------------------------------- reading
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint file onto the CPU with a clear error for a missing or broken file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at {path}.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupted, truncated or not a torch file
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint: {err}") from err
+
+
+def extract_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The model weights inside an official / our / bare checkpoint, without DDP's `module.`."""
+    for key in ("model", "state_dict"):
+        if key in checkpoint and isinstance(checkpoint[key], Mapping):
+            checkpoint = checkpoint[key]
+            break
+    if not checkpoint or not all(isinstance(v, Tensor) for v in checkpoint.values()):
+        raise ValueError("This checkpoint holds no state_dict: expected {'model': state_dict, ...} or a bare state_dict.")
+    return {k.removeprefix("module."): v for k, v in checkpoint.items()}
+
+
+def infer_num_classes(state_dict: StateDict) -> int:
+    """Rows of the last 2-D weight: the classifier's output size."""
+    weights = [v for k, v in state_dict.items() if k.endswith("weight") and v.ndim == 2]
+    if not weights:
+        raise ValueError("No Linear layer found in this state_dict, so its number of classes is unknown.")
+    return weights[-1].shape[0]
+
+
+def infer_in_channels(state_dict: StateDict) -> int:
+    """Input channels of the first convolution (3 for CIFAR, 1 for grayscale)."""
+    convs = [v for v in state_dict.values() if v.ndim == 4]
+    if not convs:
+        raise ValueError("No convolution found in this state_dict.")
+    return convs[0].shape[1]
+
+
+def model_name_from_path(path: str | os.PathLike) -> str | None:
+    """The architecture encoded in the official folder naming, e.g.
+    `save/teachers/models/resnet32x4_vanilla/resnet32x4_best.pth` -> `resnet32x4`.
+
+    The longest zoo name that prefixes the folder (or file) name wins, so names that contain
+    underscores themselves (`MobileNetV2_1_0`, `ShuffleV2_1_5`) are read correctly.
+    """
+    path = Path(path)
+    names = sorted(list_models(), key=len, reverse=True)
+    for candidate in (path.parent.name, path.stem):
+        for name in names:
+            if candidate == name or candidate.startswith(name + "_"):
+                return name
+    return None
+
+
+# ---------------------------------------------------------------------------------- matching
+def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def models_that_fit(state_dict: StateDict) -> list[str]:
+    """Zoo names whose state_dict has exactly these keys and shapes (checked on the meta device)."""
+    wanted = {k: tuple(v.shape) for k, v in state_dict.items()}
+    num_classes, in_channels = infer_num_classes(state_dict), infer_in_channels(state_dict)
+    fits = []
+    with torch.device("meta"):  # shapes only: no memory, no init cost
+        for name in list_models():
+            if _shapes(create_model(name, num_classes=num_classes, in_channels=in_channels)) == wanted:
+                fits.append(name)
+    return fits
+
+
+def describe_mismatch(model: nn.Module, state_dict: StateDict, model_name: str, limit: int = 5) -> str:
+    """Human-readable differences between a model and a state_dict ('' when they match)."""
+    expected, given = _shapes(model), {k: tuple(v.shape) for k, v in state_dict.items()}
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    wrong = [f"{k}: checkpoint {given[k]} vs model {expected[k]}" for k in expected if k in given and given[k] != expected[k]]
+    if not (missing or unexpected or wrong):
+        return ""
+
+    def listing(title: str, items: list[str]) -> str:
+        more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
+        return f"\n  {title} ({len(items)}): " + ", ".join(items[:limit]) + more if items else ""
+
+    message = (f"The checkpoint does not fit {model_name}."
+               + listing("missing keys", missing) + listing("unexpected keys", unexpected)
+               + listing("shape mismatches", wrong))
+    fits = [n for n in models_that_fit(state_dict) if n != model_name]
+    if fits:
+        message += f"\n  It loads as is into: {', '.join(fits)} (pass that model name instead)."
+    return message
+
+
+def load_weights(model: nn.Module, state_dict: StateDict, model_name: str | None = None) -> nn.Module:
+    """`model.load_state_dict(state_dict, strict=True)` with an actionable error instead of torch's."""
+    problem = describe_mismatch(model, state_dict, model_name or getattr(model, "model_name", type(model).__name__))
+    if problem:
+        raise CheckpointMismatchError(problem)
+    model.load_state_dict(state_dict, strict=True)
+    return model
+
+
+def load_model(path_or_checkpoint: str | os.PathLike | Mapping[str, Any], model_name: str | None = None,
+               ) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a zoo model from a checkpoint (ours, official, or a bare state_dict).
+
+    The architecture comes from `model_name`, else the checkpoint's `model_name`, else the
+    official folder naming; num_classes and in_channels are read off the weights.
+    Returns (model in eval mode, the checkpoint's other entries).
+    """
+    is_path = not isinstance(path_or_checkpoint, Mapping)
+    checkpoint = read_checkpoint(path_or_checkpoint) if is_path else dict(path_or_checkpoint)
+    state_dict = extract_state_dict(checkpoint)
+    name = model_name or checkpoint.get("model_name") or (model_name_from_path(path_or_checkpoint) if is_path else None)
+    if name is None:
+        fits = models_that_fit(state_dict)
+        hint = f" Its weights fit: {', '.join(fits)}." if fits else ""
+        raise ValueError("Cannot tell which architecture this checkpoint is for: pass the model name "
+                         f"(e.g. --teacher-model resnet32x4).{hint}")
+    model = create_model(name, num_classes=infer_num_classes(state_dict), in_channels=infer_in_channels(state_dict))
+    load_weights(model, state_dict, name)
+    meta = {k: v for k, v in checkpoint.items() if k not in ("model", "state_dict", "optimizer")}
+    meta["model_name"] = name
+    return model.eval(), meta

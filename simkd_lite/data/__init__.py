@@ -1,0 +1,30 @@
+"""Datasets for simkd_lite: one registry, one loader, offline first.
+
+    bundle = load_dataset("fashion_mnist", train_subset=2000, seed=0)
+    image, label = bundle.train[0]          # image: float tensor (C, H, W), normalised; label: int
+    bundle.info.num_classes                 # 10
+
+Layout (read in this order):
+    core.py           DatasetInfo, DatasetBundle, the registry, load_dataset / locate_dataset / fetch_dataset
+    digits.py         scikit-learn's 8x8 digits (bundled, instant)
+    fashion_mnist.py  Fashion-MNIST, copied offline from Debian's dataset-fashion-mnist package when present
+    cifar.py          CIFAR-10 / CIFAR-100 (the SimKD paper's benchmark)
+    fixtures.py       write_cifar_fixture: a tiny fake CIFAR in the official file layout, for offline demos
+
+A new dataset is one function decorated with ``@register_dataset`` in a new file imported below.
+Nothing touches the network unless asked (``download=True`` or ``fetch_dataset``); a missing
+dataset raises ``DatasetNotFoundError`` saying exactly how to get it.
+"""
+
+from simkd_lite.data.core import (DatasetBundle, DatasetInfo, DatasetNotFoundError, fetch_dataset,
+                                  list_datasets, load_dataset, locate_dataset, register_dataset)
+from simkd_lite.data.digits import TensorImageDataset
+from simkd_lite.data.fashion_mnist import ensure_fashion_mnist_files
+from simkd_lite.data.cifar import CIFAR10Local, CIFAR100Local
+from simkd_lite.data.fixtures import write_cifar_fixture
+
+__all__ = [
+    "DatasetInfo", "DatasetBundle", "DatasetNotFoundError", "TensorImageDataset",
+    "register_dataset", "list_datasets", "load_dataset", "locate_dataset", "fetch_dataset",
+    "ensure_fashion_mnist_files", "write_cifar_fixture", "CIFAR10Local", "CIFAR100Local",
+]

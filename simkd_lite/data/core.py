@@ -1,0 +1,131 @@
+"""What every dataset shares: its description, the registry, seeded subsets and the loaders.
+
+A dataset is a function ``build(root, augment, download) -> (train, test, info)`` registered
+with ``@register_dataset(name, locate=...)``; ``locate(root)`` says where its files live.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.data import Dataset, Subset
+from torchvision import transforms
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset is not on disk (and was not, or could not be, downloaded). The message says how to get it."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model and a plot need to know about a dataset (sizes are those of the returned splits)."""
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: list[str]
+    train_size: int
+    test_size: int
+
+
+@dataclass
+class DatasetBundle:
+    """Train and test sets (each yields (float tensor (C, H, W), int label)) plus their ``info``."""
+    train: Dataset
+    test: Dataset
+    info: DatasetInfo
+
+
+# name -> (build(root, augment, download) -> (train, test, info), locate(root) -> dict)
+_REGISTRY: dict[str, tuple[Callable, Callable]] = {}
+
+
+def register_dataset(name: str, locate: Callable[[Path], dict]):
+    """Decorator: register ``build(root, augment, download) -> (train, test, info)`` under ``name``.
+
+    ``locate(root)`` reports where the files live: {"present": bool, "path": str, "hint": str}.
+    """
+    def decorator(build: Callable) -> Callable:
+        _REGISTRY[name] = (build, locate)
+        return build
+    return decorator
+
+
+def list_datasets() -> list[str]:
+    """Names accepted by ``load_dataset``, sorted."""
+    return sorted(_REGISTRY)
+
+
+def _lookup(name: str) -> tuple[str, Callable, Callable]:
+    """(key, build, locate) for ``name`` ('Fashion-MNIST' -> 'fashion_mnist'); else ValueError with suggestions."""
+    key = name.lower().replace("-", "_")
+    if key not in _REGISTRY:
+        close = difflib.get_close_matches(key, list_datasets(), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"Unknown dataset {name!r}.{hint} Available: {', '.join(list_datasets())}.")
+    return (key, *_REGISTRY[key])
+
+
+def seeded_subset(dataset: Dataset, size: int | None, seed: int, split: str = "train") -> Dataset:
+    """A random ``Subset`` of ``size`` items, the same for the same seed; ``None`` keeps everything."""
+    if size is None:
+        return dataset
+    if not 0 < size <= len(dataset):
+        raise ValueError(f"{split}_subset={size} but the {split} set has {len(dataset)} items "
+                         f"(choose 1..{len(dataset)}, or None for all).")
+    generator = torch.Generator().manual_seed(seed)
+    indices = torch.randperm(len(dataset), generator=generator)[:size].tolist()
+    return Subset(dataset, indices)
+
+
+def load_dataset(name: str, root: str | Path = "data", train_subset: int | None = None,
+                 test_subset: int | None = None, seed: int = 0, augment: bool = True,
+                 download: bool | None = None) -> DatasetBundle:
+    """Load a registered dataset as a ``DatasetBundle``.
+
+    root: folder holding the datasets (relative paths are relative to the working directory).
+    train_subset / test_subset: keep a seeded random subset of that many items (None: all).
+    augment: random train augmentation (the test set is never augmented).
+    download: fetch missing files from the internet. None (the default) means no, like False:
+        loading never touches the network unless you ask for it.
+    """
+    key, build, _ = _lookup(name)
+    train, test, info = build(Path(root), augment, bool(download))
+    train = seeded_subset(train, train_subset, seed, "train")
+    test = seeded_subset(test, test_subset, seed, "test")
+    return DatasetBundle(train, test, replace(info, train_size=len(train), test_size=len(test)))
+
+
+def locate_dataset(name: str, root: str | Path = "data") -> dict:
+    """Where ``name`` lives under ``root``: {"name", "present": bool, "path": str, "hint": how to get it}."""
+    key, _, locate = _lookup(name)
+    return {"name": key, **locate(Path(root))}
+
+
+def fetch_dataset(name: str, root: str | Path = "data") -> Path:
+    """Make ``name`` present under ``root`` (offline copies first, then a download); return its folder.
+
+    Raises ``DatasetNotFoundError`` (with the how-to-get-it hint) when neither works.
+    """
+    _, build, locate = _lookup(name)
+    build(Path(root), False, True)
+    return Path(locate(Path(root))["path"])
+
+
+def image_transforms(mean, std, size: int, padding: int, augment: bool):
+    """(train, test) transforms: PIL image -> normalised float tensor (C, H, W).
+
+    With ``augment`` the train transform first pads by ``padding``, crops back to ``size`` at a
+    random place and flips left-right half the time (the standard CIFAR recipe).
+    """
+    to_tensor = [transforms.ToTensor(), transforms.Normalize(mean, std)]
+    if not augment:
+        return transforms.Compose(to_tensor), transforms.Compose(to_tensor)
+    random = [transforms.RandomCrop(size, padding=padding), transforms.RandomHorizontalFlip()]
+    return transforms.Compose(random + to_tensor), transforms.Compose(to_tensor)

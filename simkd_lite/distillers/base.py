@@ -1,0 +1,97 @@
+"""The small interface every method shares, and the registry that finds them.
+
+A method is a subclass of `Distiller` with two jobs:
+- `forward_train(x, y, teacher_out)` -> (logits, {loss_name: loss}) for one training batch;
+- `forward(x)` -> logits of the *prediction head* used for evaluation
+  (for SimKD: student encoder -> projector -> the teacher's classifier; never the teacher network).
+Adding a method = one small file with a subclass decorated by `@register_distiller("name")`.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Callable, ClassVar
+
+from torch import Tensor, nn
+
+from simkd_lite.distillers.teacher import FrozenTeacher, TeacherOutputs
+
+_DISTILLERS: dict[str, type["Distiller"]] = {}
+
+
+def register_distiller(name: str) -> Callable[[type["Distiller"]], type["Distiller"]]:
+    """Class decorator: make a Distiller subclass available as `create_distiller(name, ...)`."""
+
+    def add(cls: type["Distiller"]) -> type["Distiller"]:
+        cls.method = name
+        _DISTILLERS[name] = cls
+        return cls
+
+    return add
+
+
+def list_methods() -> list[str]:
+    """Names accepted by `create_distiller` (and the CLI's `--method`)."""
+    return sorted(_DISTILLERS)
+
+
+def get_distiller_class(method: str) -> type["Distiller"]:
+    if method not in _DISTILLERS:
+        close = difflib.get_close_matches(method, list(_DISTILLERS), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"Unknown method {method!r}.{hint} Available: {', '.join(list_methods())}.")
+    return _DISTILLERS[method]
+
+
+def create_distiller(method: str, student: nn.Module, teacher: nn.Module | None = None, **options) -> "Distiller":
+    """Build a method by name, e.g. `create_distiller("simkd", student, teacher, factor=2)`."""
+    cls = get_distiller_class(method)
+    if cls.needs_teacher and teacher is None:
+        raise ValueError(f"Method {method!r} distils from a teacher: pass teacher=<model>.")
+    return cls(student, teacher, **options) if cls.needs_teacher else cls(student, **options)
+
+
+class Distiller(nn.Module):
+    """Base class: a student plus whatever extra modules a method trains (projector, regressor).
+
+    The teacher, when there is one, lives in `self.teacher` as a `FrozenTeacher`, outside the
+    module tree: `state_dict()` holds only what this method trains and predicts with.
+    """
+
+    method: ClassVar[str] = "base"
+    needs_teacher: ClassVar[bool] = True
+
+    def __init__(self, student: nn.Module, teacher: nn.Module | None = None):
+        super().__init__()
+        self.student = student
+        self.teacher = FrozenTeacher(teacher) if teacher is not None else None
+
+    def teacher_outputs(self, x: Tensor, teacher_out: TeacherOutputs | None) -> TeacherOutputs:
+        """Cached outputs when the engine has them, else one frozen-teacher forward."""
+        if teacher_out is not None:
+            return teacher_out
+        if self.teacher is None:
+            raise RuntimeError(f"{self.method} needs teacher outputs but has no teacher.")
+        return self.teacher(x)
+
+    def forward_train(
+        self, x: Tensor, y: Tensor, teacher_out: TeacherOutputs | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Prediction logits (N, num_classes) through this method's own head."""
+        return self.student(x)
+
+    def extra_modules(self) -> dict[str, nn.Module]:
+        """Modules trained besides the student (counted as 'extra parameters')."""
+        return {}
+
+    def to(self, *args, **kwargs):  # noqa: D102 - also move the teacher, which is outside the tree
+        if self.teacher is not None:
+            self.teacher.to(*args, **kwargs)
+        return super().to(*args, **kwargs)
+
+
+def total_loss(losses: dict[str, Tensor]) -> Tensor:
+    """The optimised objective: the sum of the (already weighted) named terms."""
+    return sum(losses.values())

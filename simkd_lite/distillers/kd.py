@@ -1,0 +1,28 @@
+"""Hinton et al. (2015): match the teacher's temperature-softened class probabilities."""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from simkd_lite.distillers.base import Distiller, register_distiller
+from simkd_lite.distillers.losses import cross_entropy, kd_loss
+
+
+@register_distiller("kd")
+class KD(Distiller):
+    """loss = ce_weight * CE(s, y) + kd_weight * KL(t/T || s/T) * T^2.
+
+    Defaults are the official CIFAR-100 scripts' (`-r 0.1 -a 0.9`, T=4).
+    """
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, temperature: float = 4.0,
+                 ce_weight: float = 0.1, kd_weight: float = 0.9):
+        super().__init__(student, teacher)
+        self.temperature, self.ce_weight, self.kd_weight = temperature, ce_weight, kd_weight
+
+    def forward_train(self, x: Tensor, y: Tensor, teacher_out=None):
+        teacher_logits = self.teacher_outputs(x, teacher_out).logits
+        logits = self.student(x)
+        return logits, {
+            "ce": self.ce_weight * cross_entropy(logits, y),
+            "kd": self.kd_weight * kd_loss(logits, teacher_logits, self.temperature),
+        }

@@ -1,0 +1,100 @@
+"""The deployable SimKD student: encoder -> projector -> global pool -> frozen copy of the teacher head.
+
+It never holds or runs the teacher network, and it saves to one self-contained file.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from simkd_lite.checkpoints import atomic_save, extract_state_dict, infer_in_channels, load_model, load_weights, read_checkpoint
+from simkd_lite.distillers.simkd import SimKD, predict_with_teacher_head
+from simkd_lite.distillers.teacher import FrozenTeacher
+from simkd_lite.models import count_parameters, create_model
+
+FILE_FORMAT = "simkd_lite.SimKDStudent/1"
+
+
+class SimKDStudent(nn.Module):
+    """A SimKD student ready for inference: `forward(x)` (N, C, H, W) -> logits (N, num_classes)."""
+
+    def __init__(self, student: nn.Module, projector: SimKD, teacher_classifier: nn.Linear,
+                 teacher_feature_size: int | None = None, teacher_model: str | None = None):
+        super().__init__()
+        self.encoder = student
+        self.projector = projector
+        self.head = copy.deepcopy(teacher_classifier).requires_grad_(False)
+        self.teacher_feature_size = teacher_feature_size  # H_t: pool larger student maps to it
+        self.teacher_model = teacher_model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return predict_with_teacher_head(self.encoder, self.projector, self.head, x, self.teacher_feature_size)
+
+    def num_parameters(self) -> int:
+        """Parameters that run in `forward`: encoder (without its unused classifier) + projector + head."""
+        unused = count_parameters(self.encoder.get_classifier())
+        return count_parameters(self) - unused
+
+    # ------------------------------------------------------------------ one self-contained file
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write architecture names, channels, factor, sizes and all weights to one file."""
+        return atomic_save({
+            "format": FILE_FORMAT,
+            "student_model": self.encoder.model_name,
+            "teacher_model": self.teacher_model,
+            "student_channels": self.projector.student_channels,
+            "teacher_channels": self.projector.teacher_channels,
+            "factor": self.projector.factor,
+            "num_classes": self.head.out_features,
+            "in_channels": self.encoder.in_channels,
+            "teacher_feature_size": self.teacher_feature_size,
+            "model": self.encoder.state_dict(),
+            "proj": self.projector.state_dict(),
+            "head": self.head.state_dict(),
+        }, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SimKDStudent":
+        """Rebuild a saved student; no teacher checkpoint is needed."""
+        saved = read_checkpoint(path)
+        if saved.get("format") != FILE_FORMAT:
+            raise ValueError(f"{path} is not a SimKDStudent file (format {saved.get('format')!r}). "
+                             "For an official SimKD checkpoint use SimKDStudent.from_official(...).")
+        encoder = create_model(saved["student_model"], saved["num_classes"], saved["in_channels"])
+        load_weights(encoder, saved["model"], saved["student_model"])
+        projector = SimKD(saved["student_channels"], saved["teacher_channels"], saved["factor"])
+        load_weights(projector, saved["proj"], "SimKD projector")
+        head = nn.Linear(saved["teacher_channels"], saved["num_classes"])
+        head.load_state_dict(saved["head"])
+        return cls(encoder, projector, head, saved["teacher_feature_size"], saved["teacher_model"]).eval()
+
+    @classmethod
+    def from_official(cls, student_checkpoint: str | os.PathLike | Mapping[str, Any],
+                      teacher_checkpoint: str | os.PathLike | Mapping[str, Any], student_model: str,
+                      teacher_model: str | None = None, image_size: int = 32) -> "SimKDStudent":
+        """Assemble a student from the official files: `{'model', 'proj', ...}` + the teacher's `{'model'}`.
+
+        The official student file lacks the teacher head, so we take it from the teacher file
+        once; the factor and channels are read off the projector weights.
+        """
+        saved = dict(student_checkpoint) if isinstance(student_checkpoint, Mapping) else read_checkpoint(student_checkpoint)
+        if "proj" not in saved:
+            raise ValueError("An official SimKD student checkpoint has a 'proj' entry (the projector); this one has "
+                             f"only {sorted(saved)}.")
+        teacher, _ = load_model(teacher_checkpoint, teacher_model)
+        frozen = FrozenTeacher(teacher)
+        proj_state = {k.removeprefix("module."): v for k, v in saved["proj"].items()}
+        mid, student_channels = proj_state["transfer.0.weight"].shape[:2]
+        teacher_channels = proj_state["transfer.6.weight"].shape[0]
+        projector = SimKD(student_channels, teacher_channels, factor=teacher_channels // mid)
+        load_weights(projector, proj_state, "SimKD projector")
+        student_state = extract_state_dict(saved)
+        student = create_model(student_model, teacher.num_classes, infer_in_channels(student_state))
+        load_weights(student, student_state, student_model)
+        size = frozen.feature_size(image_size, teacher.in_channels)
+        return cls(student, projector, frozen.classifier_copy(), size, teacher.model_name).eval()

@@ -1,0 +1,51 @@
+"""Where and how a run executes: device choice, seeding and the RNG state a resume restores."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+
+def select_device(requested: str | None = None) -> torch.device:
+    """`--device` if given, else the best available: cuda > mps > cpu."""
+    if requested:
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda was requested but no CUDA GPU is visible (torch.cuda.is_available() is False).")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError("--device mps was requested but Apple's MPS backend is not available here.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices). On CPU this makes runs bitwise repeatable."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """Every RNG a training epoch draws from, to be stored in `last.pt`."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    # NumPy's state as plain tensors and numbers, so `torch.load(weights_only=True)` can read it back.
+    numpy_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                   "has_gauss": has_gauss, "gauss": gauss}
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

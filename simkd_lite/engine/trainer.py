@@ -1,0 +1,268 @@
+"""One training loop for teachers and every distiller, with checkpoints that never lose work.
+
+    fit(distiller, train_set, test_set, config, out_dir)  ->  history (one dict per epoch)
+
+- The loop only knows the `Distiller` interface: `forward_train` for the losses, `forward` for the
+  prediction head it evaluates (SimKD: projector + teacher head, never the teacher network).
+- `OUT/last.pt` is written atomically after every epoch with everything a resume needs (weights,
+  optimizer, scheduler, RNG states, epoch, history); `OUT/best.pt` when the test top-1 improves.
+  Both use the official layout: `model` is the network's state_dict, `epoch` the completed epochs.
+- Without augmentation the training set is turned into tensors once, and teacher outputs can be
+  cached once, so teacher-driven students then cost only student compute.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from simkd_lite.checkpoints import atomic_save, read_checkpoint
+from simkd_lite.distillers import Distiller, TeacherOutputs, total_loss
+from simkd_lite.engine.runtime import restore_rng_state, rng_state, seed_everything, select_device
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the message names where and the last good checkpoint."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; saved as `OUT/config.json` and inside each checkpoint."""
+
+    epochs: int = 240
+    batch_size: int = 64
+    lr: float = 0.05
+    optimizer: str = "sgd"  # "sgd" (momentum) or "adam"
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "multistep"  # "multistep" (per epoch), "cosine" or "onecycle" (per step)
+    milestones: tuple[int, ...] = (150, 180, 210)
+    gamma: float = 0.1
+    augment: bool = True  # False: the train set is fixed, so it (and teacher outputs) can be cached
+    cache_teacher: bool = False
+    seed: int = 0
+    device: str | None = None
+    eval_batch_size: int = 1000
+    num_workers: int = 0
+    method_options: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------ data
+def materialize(dataset: Dataset, batch_size: int = 1024) -> tuple[Tensor, Tensor]:
+    """All (image, label) pairs of a deterministic dataset as two tensors (N, C, H, W), (N,)."""
+    xs, ys = [], []
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        xs.append(x)
+        ys.append(torch.as_tensor(y))
+    return torch.cat(xs), torch.cat(ys)
+
+
+@torch.no_grad()
+def cache_teacher_outputs(distiller: Distiller, images: Tensor, device: torch.device,
+                          batch_size: int = 1000) -> TeacherOutputs:
+    """One frozen-teacher pass over fixed images; the result is reused every epoch."""
+    outs = [distiller.teacher(images[i:i + batch_size].to(device)) for i in range(0, len(images), batch_size)]
+    return TeacherOutputs(torch.cat([o.features for o in outs]).cpu(), torch.cat([o.logits for o in outs]).cpu())
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    # The shuffling order depends only on (seed, epoch): a resumed run replays it exactly.
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+class TensorBatches:
+    """Shuffled mini-batches of in-memory tensors, optionally with cached teacher outputs."""
+
+    def __init__(self, images: Tensor, labels: Tensor, teacher: TeacherOutputs | None, batch_size: int, seed: int):
+        self.images, self.labels, self.teacher = images, labels, teacher
+        self.batch_size, self.seed = batch_size, seed
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor, TeacherOutputs | None]]:
+        order = torch.randperm(len(self.labels), generator=_epoch_generator(self.seed, epoch))
+        for idx in order.split(self.batch_size):
+            cached = TeacherOutputs(self.teacher.features[idx], self.teacher.logits[idx]) if self.teacher else None
+            yield self.images[idx], self.labels[idx], cached
+
+
+class LoaderBatches:
+    """Shuffled mini-batches from a Dataset whose transforms augment every time."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, num_workers: int, pin_memory: bool):
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def epoch(self, epoch: int):
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
+                            pin_memory=self.pin_memory, generator=_epoch_generator(self.seed, epoch))
+        for x, y in loader:
+            yield x, y, None
+
+
+# ---------------------------------------------------------------------------- optimisation
+def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                               weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    raise ValueError(f"Unknown optimizer {config.optimizer!r}: use 'sgd' or 'adam'.")
+
+
+def make_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
+    """Returns (scheduler, steps_per_call): 'epoch' schedulers step once an epoch, others every batch."""
+    if config.schedule == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), config.gamma), "epoch"
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total), "step"
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=total, pct_start=0.25), "step"
+    raise ValueError(f"Unknown schedule {config.schedule!r}: use 'multistep', 'cosine' or 'onecycle'.")
+
+
+# ------------------------------------------------------------------------------ evaluation
+@torch.inference_mode()
+def predict(model: Callable[[Tensor], Tensor], images: Tensor, device: torch.device, batch_size: int = 1000) -> Tensor:
+    """Logits (N, num_classes) for in-memory images, in eval mode, batch by batch."""
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    logits = torch.cat([model(images[i:i + batch_size].to(device)).float().cpu()
+                        for i in range(0, len(images), batch_size)])
+    if was_training:
+        model.train()
+    return logits
+
+
+def top1(logits: Tensor, labels: Tensor) -> float:
+    """Top-1 accuracy in percent."""
+    return 100.0 * (logits.argmax(dim=1) == labels).float().mean().item()
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def _checkpoint(distiller: Distiller, optimizer, scheduler, epoch: int, best_acc: float, history: list,
+                config: TrainConfig, meta: dict) -> dict:
+    """Official layout (`model`, `epoch`, `best_acc`; `proj` for SimKD) plus what a resume needs."""
+    extras = {k: v for k, v in distiller.state_dict().items() if not k.startswith("student.")}
+    state = {"model": distiller.student.state_dict(), "epoch": epoch, "best_acc": best_acc, **meta,
+             "method": distiller.method, "extras": extras, "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "rng": rng_state(), "history": history, "config": asdict(config)}
+    if distiller.method == "simkd":
+        state["proj"] = distiller.simkd.state_dict()
+    return state
+
+
+def _restore(distiller: Distiller, optimizer, scheduler, checkpoint: dict) -> None:
+    weights = {f"student.{k}": v for k, v in checkpoint["model"].items()} | checkpoint["extras"]
+    distiller.load_state_dict(weights, strict=True)
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    restore_rng_state(checkpoint["rng"])
+
+
+# -------------------------------------------------------------------------------- the loop
+def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: TrainConfig,
+        out_dir: str | Path | None = None, *, resume: bool = False, meta: dict | None = None,
+        progress: bool | None = None, log: Callable[[str], None] | None = print,
+        test_tensors: tuple[Tensor, Tensor] | None = None) -> list[dict]:
+    """Train `distiller` for `config.epochs` epochs; returns the per-epoch history.
+
+    `meta` is stored in every checkpoint (e.g. `model_name`, `dataset`). With `resume=True` and an
+    existing `OUT/last.pt`, training continues from it exactly; otherwise it starts fresh.
+    `progress=None` shows tqdm bars only on a terminal or in a notebook.
+    """
+    device = select_device(config.device)
+    out = Path(out_dir) if out_dir is not None else None
+    seed_everything(config.seed)
+    distiller.to(device)
+    say = (lambda msg: tqdm.write(msg)) if log is print else (log or (lambda msg: None))
+
+    test_x, test_y = test_tensors if test_tensors is not None else materialize(test_set)
+    if config.augment:
+        batches = LoaderBatches(train_set, config.batch_size, config.seed, config.num_workers,
+                                pin_memory=device.type == "cuda")
+    else:
+        train_x, train_y = materialize(train_set)
+        cached = None
+        if config.cache_teacher and distiller.teacher is not None:
+            start = time.perf_counter()
+            cached = cache_teacher_outputs(distiller, train_x, device, config.eval_batch_size)
+            say(f"cached teacher outputs for {len(train_x)} images in {time.perf_counter() - start:.1f}s")
+        batches = TensorBatches(train_x, train_y, cached, config.batch_size, config.seed)
+
+    optimizer = make_optimizer([p for p in distiller.parameters() if p.requires_grad], config)
+    scheduler, schedule_unit = make_scheduler(optimizer, config, len(batches))
+    start_epoch, best_acc, history = 0, 0.0, []
+    last_path = out / "last.pt" if out else None
+    if resume and last_path is not None and last_path.exists():
+        checkpoint = read_checkpoint(last_path)
+        _restore(distiller, optimizer, scheduler, checkpoint)
+        start_epoch, best_acc, history = checkpoint["epoch"], checkpoint["best_acc"], checkpoint["history"]
+        say(f"resuming from {last_path} after epoch {start_epoch}")
+
+    for epoch in tqdm(range(start_epoch, config.epochs), desc=distiller.method, disable=_quiet(progress),
+                      initial=start_epoch, total=config.epochs, unit="epoch"):
+        started = time.perf_counter()
+        distiller.train()
+        sums: dict[str, float] = {}
+        correct = seen = 0
+        bar = tqdm(batches.epoch(epoch), total=len(batches), leave=False, disable=_quiet(progress), unit="batch")
+        for step, (x, y, teacher_out) in enumerate(bar):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if teacher_out is not None:
+                teacher_out = TeacherOutputs(teacher_out.features.to(device), teacher_out.logits.to(device))
+            logits, losses = distiller.forward_train(x, y, teacher_out)
+            loss = total_loss(losses)
+            if not torch.isfinite(loss):
+                where = f"{last_path} (after epoch {epoch})" if last_path and last_path.exists() else "none yet"
+                raise TrainingDivergedError(
+                    f"The loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; training stopped. "
+                    f"Last good checkpoint: {where}. Try a lower --lr.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if schedule_unit == "step":
+                scheduler.step()
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + value.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
+        if schedule_unit == "epoch":
+            scheduler.step()
+
+        test_acc = top1(predict(distiller, test_x, device, config.eval_batch_size), test_y)
+        record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                  **{f"loss_{k}": v / seen for k, v in sums.items()},
+                  "train_top1": 100.0 * correct / seen, "test_top1": test_acc,
+                  "seconds": time.perf_counter() - started}
+        history.append(record)
+        improved = test_acc > best_acc
+        best_acc = max(best_acc, test_acc)
+        if out is not None:
+            state = _checkpoint(distiller, optimizer, scheduler, epoch + 1, best_acc, history, config, meta or {})
+            atomic_save(state, last_path)
+            if improved:
+                atomic_save(state, out / "best.pt")
+        losses_text = " ".join(f"{k[5:]} {v:.4f}" for k, v in record.items() if k.startswith("loss_"))
+        say(f"[{distiller.method}] epoch {epoch + 1}/{config.epochs}  {losses_text}  train {record['train_top1']:.2f}%  "
+            f"test {test_acc:.2f}%  {record['seconds']:.1f}s")
+    return history
+
+
+def _quiet(progress: bool | None) -> bool | None:
+    # tqdm's disable=None means: show bars on a terminal (or notebook), stay quiet in logs and CI.
+    return None if progress is None else not progress

@@ -195,6 +195,13 @@ def test_seeded_construction_is_deterministic():
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_training_step_reaches_every_parameter():
+    torch.manual_seed(0)
+    model = create_model("resnet8_w8", num_classes=10, in_channels=1).train()
+    F.cross_entropy(model(torch.randn(4, 1, 28, 28)), torch.tensor([0, 1, 2, 3])).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
 # ---------------------------------------------------------------- block arithmetic
 
 def _bn(x, bn):

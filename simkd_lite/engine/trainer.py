@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from simkd_lite.checkpoints import atomic_save, read_checkpoint
-from simkd_lite.distillers import Distiller, TeacherOutputs, total_loss
+from simkd_lite.distillers import Distiller, FrozenTeacher, TeacherOutputs, total_loss
 from simkd_lite.engine.runtime import restore_rng_state, rng_state, seed_everything, select_device
 
 
@@ -66,10 +66,10 @@ def materialize(dataset: Dataset, batch_size: int = 1024) -> tuple[Tensor, Tenso
 
 
 @torch.no_grad()
-def cache_teacher_outputs(distiller: Distiller, images: Tensor, device: torch.device,
+def cache_teacher_outputs(teacher: FrozenTeacher, images: Tensor, device: torch.device,
                           batch_size: int = 1000) -> TeacherOutputs:
     """One frozen-teacher pass over fixed images; the result is reused every epoch."""
-    outs = [distiller.teacher(images[i:i + batch_size].to(device)) for i in range(0, len(images), batch_size)]
+    outs = [teacher(images[i:i + batch_size].to(device)) for i in range(0, len(images), batch_size)]
     return TeacherOutputs(torch.cat([o.features for o in outs]).cpu(), torch.cat([o.logits for o in outs]).cpu())
 
 
@@ -178,12 +178,14 @@ def _restore(distiller: Distiller, optimizer, scheduler, checkpoint: dict) -> No
 def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: TrainConfig,
         out_dir: str | Path | None = None, *, resume: bool = False, meta: dict | None = None,
         progress: bool | None = None, log: Callable[[str], None] | None = print,
-        test_tensors: tuple[Tensor, Tensor] | None = None) -> list[dict]:
+        test_tensors: tuple[Tensor, Tensor] | None = None, train_tensors: tuple[Tensor, Tensor] | None = None,
+        teacher_cache: TeacherOutputs | None = None) -> list[dict]:
     """Train `distiller` for `config.epochs` epochs; returns the per-epoch history.
 
     `meta` is stored in every checkpoint (e.g. `model_name`, `dataset`). With `resume=True` and an
     existing `OUT/last.pt`, training continues from it exactly; otherwise it starts fresh.
     `progress=None` shows tqdm bars only on a terminal or in a notebook.
+    `test_tensors`, `train_tensors` and `teacher_cache` let several runs share data prepared once.
     """
     device = select_device(config.device)
     out = Path(out_dir) if out_dir is not None else None
@@ -196,11 +198,11 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
         batches = LoaderBatches(train_set, config.batch_size, config.seed, config.num_workers,
                                 pin_memory=device.type == "cuda")
     else:
-        train_x, train_y = materialize(train_set)
-        cached = None
-        if config.cache_teacher and distiller.teacher is not None:
+        train_x, train_y = train_tensors if train_tensors is not None else materialize(train_set)
+        cached = teacher_cache if distiller.teacher is not None else None
+        if cached is None and config.cache_teacher and distiller.teacher is not None:
             start = time.perf_counter()
-            cached = cache_teacher_outputs(distiller, train_x, device, config.eval_batch_size)
+            cached = cache_teacher_outputs(distiller.teacher, train_x, device, config.eval_batch_size)
             say(f"cached teacher outputs for {len(train_x)} images in {time.perf_counter() - start:.1f}s")
         batches = TensorBatches(train_x, train_y, cached, config.batch_size, config.seed)
 

@@ -1,9 +1,9 @@
 """The model zoo: CIFAR architectures of the official SimKD code, plus small CPU models.
 
-    >>> from simkd_lite.models import create_model
-    >>> model = create_model("resnet8x4", num_classes=100)
-    >>> feats = model.forward_features(x)      # (N, 256, 8, 8): the map SimKD aligns
-    >>> logits = model.forward_head(feats)     # == model(x)
+    from simkd_lite.models import create_model
+    model = create_model("resnet8x4", num_classes=100)
+    feats = model.forward_features(x)      # x: (N, 3, 32, 32) -> (N, 256, 8, 8), the map SimKD aligns
+    logits = model.forward_head(feats)     # (N, 100), exactly model(x)
 
 Every model has the same small API (after timm): ``forward_features``, ``forward_head``,
 ``get_classifier`` and the attributes ``num_classes``, ``in_channels``, ``feature_channels``,

@@ -126,7 +126,7 @@ class MobileNetV2(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_channels, H, W) -> (N, 320w, H/16, W/16): blocks[6] output, before conv2."""
+        """(N, in_channels, H, W) -> (N, 320w, ceil(H/16), ceil(W/16)): blocks[6] output, before conv2."""
         x = self.conv1(x)
         for group in self.blocks:
             x = group(x)

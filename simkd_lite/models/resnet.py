@@ -119,7 +119,7 @@ class CifarResNet(nn.Module):
                 nn.init.constant_(m.bias, 0.0)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_channels, H, W) -> (N, num_filters[3], H/4, W/4): the map SimKD aligns."""
+        """(N, in_channels, H, W) -> (N, num_filters[3], ceil(H/4), ceil(W/4)): the map SimKD aligns."""
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer1(x)
         x = self.layer2(x)

@@ -113,7 +113,7 @@ class ShuffleNetV1(nn.Module):
         # The official ShuffleNet keeps PyTorch's default initialisation.
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_channels, H, W) -> (N, 960, H/8, W/8)."""
+        """(N, in_channels, H, W) -> (N, 960, ceil(H/8), ceil(W/8))."""
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer1(x)
         x = self.layer2(x)

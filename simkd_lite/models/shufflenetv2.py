@@ -132,7 +132,7 @@ class ShuffleNetV2(nn.Module):
         # The official ShuffleNetV2 keeps PyTorch's default initialisation.
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_channels, H, W) -> (N, c[2], H/8, W/8): layer3 output, before conv2/bn2."""
+        """(N, in_channels, H, W) -> (N, c[2], ceil(H/8), ceil(W/8)): layer3 output, before conv2/bn2."""
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer1(x)
         x = self.layer2(x)

@@ -89,7 +89,7 @@ class VGG(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_channels, H, W) -> (N, 512, H/8, W/8) (H/16 for 64x64 inputs)."""
+        """(N, in_channels, H, W) -> (N, 512, floor(H/8), floor(W/8)) (4x4 also for 64x64 inputs)."""
         height = x.shape[2]
         x = self.pool0(F.relu(self.block0(x)))
         x = self.pool1(F.relu(self.block1(x)))

@@ -1,0 +1,220 @@
+"""`simkd-lite` (also `python -m simkd_lite`): the command-line face of the package.
+
+Each subcommand parses its flags, resolves a profile, calls one job from `simkd_lite.engine` and
+prints what it did. Bad input ends with a one-line error, not a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("MPLBACKEND", "Agg")  # the CLI only writes PNG files; never open windows
+
+EXAMPLES = {
+    "demo": """examples:
+  simkd-lite demo                                  # Fashion-MNIST, quick profile, shipped teacher, runs/demo
+  simkd-lite demo --seed 1 --out runs/demo-seed1   # another seed
+  simkd-lite demo --train-teacher                  # train the teacher from scratch first (slower)
+  simkd-lite demo --dataset digits --out runs/digits""",
+    "train-teacher": """examples:
+  simkd-lite train-teacher --dataset fashion_mnist --model resnet14x2 --out runs/teacher
+  simkd-lite train-teacher --dataset cifar100 --profile paper --model resnet32x4 --out runs/t_r32x4 --device cuda
+  simkd-lite train-teacher --out runs/teacher --resume          # continue after an interruption""",
+    "distill": """examples:
+  simkd-lite distill --method simkd --teacher runs/teacher/best.pt --out runs/simkd
+  simkd-lite distill --method kd --dataset cifar100 --profile paper --student resnet8x4 \\
+      --teacher save/teachers/models/resnet32x4_vanilla/resnet32x4_best.pth --out runs/kd
+  simkd-lite distill --method simkd --factor 4 --teacher ckpt.pth --teacher-model resnet32x4 --out runs/f4""",
+    "eval": """examples:
+  simkd-lite eval runs/demo/simkd/student.pt --dataset fashion_mnist     # a deployable SimKD student
+  simkd-lite eval runs/teacher/best.pt --dataset fashion_mnist
+  simkd-lite eval resnet32x4_best.pth --model resnet32x4 --dataset cifar100""",
+    "data": """examples:
+  simkd-lite data list
+  simkd-lite data locate fashion_mnist
+  simkd-lite data fetch fashion_mnist        # Debian's package files offline, else torchvision's download
+  simkd-lite data fetch cifar100             # needs internet""",
+    "profiles": """examples:
+  simkd-lite profiles""",
+}
+
+
+def _common(p: argparse.ArgumentParser, *, dataset_default: str = "fashion_mnist") -> None:
+    p.add_argument("--dataset", default=dataset_default, help="fashion_mnist, digits, cifar10 or cifar100 (default: %(default)s)")
+    p.add_argument("--profile", default="quick", help="quick (CPU minutes) or paper (official recipe); see `simkd-lite profiles`")
+    p.add_argument("--epochs", type=int, help="override the profile's number of epochs")
+    p.add_argument("--batch-size", type=int, help="override the profile's batch size")
+    p.add_argument("--lr", type=float, help="override the profile's learning rate")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--data-root", default=os.environ.get("SIMKD_LITE_DATA", "data"),
+                   help="dataset folder (default: $SIMKD_LITE_DATA or ./data)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="simkd-lite", description="SimKD, taught and reproduced: train teachers, "
+                                     "distil students (vanilla, KD, FitNet, SimKD), evaluate, compare.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    demo = add("demo", "Teacher vs. vanilla, KD, FitNet and SimKD students of the same size and budget.")
+    _common(demo)
+    demo.add_argument("--out", default="runs/demo", help="output folder (default: %(default)s)")
+    demo.add_argument("--teacher", help="teacher checkpoint (default: the shipped quick-profile teacher)")
+    demo.add_argument("--teacher-model", help="architecture of an official checkpoint that lacks the name")
+    demo.add_argument("--student", help="student architecture (default: the profile's)")
+    demo.add_argument("--train-teacher", action="store_true", help="train the teacher from scratch instead")
+
+    teacher = add("train-teacher", "Train a teacher with cross-entropy; writes OUT/last.pt and OUT/best.pt.")
+    _common(teacher)
+    teacher.add_argument("--model", help="architecture (default: the profile's teacher)")
+    teacher.add_argument("--out", default="runs/teacher", help="output folder (default: %(default)s)")
+    teacher.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+
+    distill = add("distill", "Train a student from a teacher checkpoint with one method.")
+    _common(distill)
+    distill.add_argument("--method", default="simkd", help="vanilla, kd, fitnet or simkd (default: %(default)s)")
+    distill.add_argument("--teacher", help="teacher checkpoint, ours or official (default: the shipped one)")
+    distill.add_argument("--teacher-model", help="architecture of an official checkpoint that lacks the name")
+    distill.add_argument("--student", help="student architecture (default: the profile's)")
+    distill.add_argument("--factor", type=int, help="SimKD projector bottleneck factor (default: the profile's, 2)")
+    distill.add_argument("--out", default="runs/distill", help="output folder (default: %(default)s)")
+    distill.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+
+    evaluate = add("eval", "Test top-1 of a checkpoint (a SimKDStudent file, ours or official) on a full test set.")
+    evaluate.add_argument("checkpoint")
+    evaluate.add_argument("--dataset", default="fashion_mnist")
+    evaluate.add_argument("--model", help="architecture of an official checkpoint that lacks the name")
+    evaluate.add_argument("--device")
+    evaluate.add_argument("--data-root", default=os.environ.get("SIMKD_LITE_DATA", "data"))
+
+    data = add("data", "List, locate or fetch datasets.")
+    data.add_argument("action", choices=["list", "locate", "fetch"])
+    data.add_argument("name", nargs="?", help="dataset name (for locate / fetch)")
+    data.add_argument("--data-root", default=os.environ.get("SIMKD_LITE_DATA", "data"))
+    data.add_argument("--quiet", action="store_true")
+
+    add("profiles", "Print the table of recipes (quick and paper).")
+    return parser
+
+
+def _config(recipe_config, args):
+    overrides = {"seed": args.seed, "device": args.device}
+    for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr")):
+        if getattr(args, flag) is not None:
+            overrides[field] = getattr(args, flag)
+    return replace(recipe_config, **overrides)
+
+
+def _log(args):
+    return (lambda message: None) if getattr(args, "quiet", False) else print
+
+
+def cmd_demo(args) -> None:
+    from simkd_lite.engine.demo import run_demo
+
+    run_demo(args.dataset, args.profile, args.out, data_root=args.data_root, seed=args.seed, device=args.device,
+             epochs=args.epochs, teacher=args.teacher, teacher_model=args.teacher_model,
+             train_new_teacher=args.train_teacher, student_model=args.student, log=_log(args),
+             progress=False if args.quiet else None)
+    print(f"results: {Path(args.out) / 'results.json'}; figures: accuracy.png, curves.png, features.png")
+
+
+def cmd_train_teacher(args) -> None:
+    from simkd_lite.engine.jobs import train_teacher
+    from simkd_lite.engine.profiles import get_profile
+
+    recipe = get_profile(args.profile, args.dataset)
+    config = _config(recipe.teacher, args)
+    model = args.model or recipe.teacher_model
+    summary = train_teacher(args.dataset, model, config, args.out, data_root=args.data_root, resume=args.resume,
+                            log=_log(args), progress=False if args.quiet else None)
+    print(f"{model}: test top-1 {summary['top1']:.2f}% after {config.epochs} epochs -> {args.out}/last.pt, {args.out}/best.pt")
+
+
+def cmd_distill(args) -> None:
+    from simkd_lite.data import load_dataset
+    from simkd_lite.engine.jobs import check_compatible, distill_student, load_teacher, write_config
+    from simkd_lite.engine.profiles import get_profile
+
+    recipe = get_profile(args.profile, args.dataset)
+    student_model = args.student or recipe.student_model
+    config = _config(recipe.student_config(student_model), args)
+    options = dict(recipe.method_options.get(args.method, {}))
+    if args.factor is not None:
+        if args.method != "simkd":
+            raise ValueError("--factor applies to --method simkd only.")
+        options["factor"] = args.factor
+    teacher_net, source = (None, None) if args.method == "vanilla" else load_teacher(
+        args.teacher, args.dataset, args.teacher_model, log=_log(args))
+    bundle = load_dataset(args.dataset, args.data_root, train_subset=recipe.train_subset, seed=args.seed,
+                          augment=config.augment)
+    if teacher_net is not None:
+        check_compatible(teacher_net, bundle.info, "teacher")
+    out = Path(args.out)
+    write_config(out, job="distill", method=args.method, dataset=args.dataset, profile=args.profile,
+                 student_model=student_model, teacher=source, train_subset=recipe.train_subset,
+                 method_options=options, train=config)
+    print(f"distill: {args.method} | student {student_model} | teacher {source} | {args.dataset} | {config}") \
+        if not args.quiet else None
+    result = distill_student(args.method, student_model, teacher_net, bundle, config, out, options=options,
+                             resume=args.resume, log=_log(args), progress=False if args.quiet else None)
+    saved = f"; deployable student: {out / 'student.pt'}" if args.method == "simkd" else ""
+    print(f"{args.method} {student_model}: test top-1 {result['top1']:.2f}% in {result['seconds']:.0f}s "
+          f"-> {out}/last.pt{saved}")
+
+
+def cmd_eval(args) -> None:
+    from simkd_lite.engine.jobs import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root, args.model, args.device)
+    print(json.dumps(result, indent=2))
+
+
+def cmd_data(args) -> None:
+    from simkd_lite.data import fetch_dataset, list_datasets, locate_dataset
+
+    if args.action == "list":
+        for name in list_datasets():
+            found = locate_dataset(name, args.data_root)
+            print(f"{name:14} {'present' if found['present'] else 'missing':8} {found['path']}")
+        return
+    if not args.name:
+        raise ValueError(f"`simkd-lite data {args.action}` needs a dataset name, e.g. fashion_mnist.")
+    if args.action == "locate":
+        print(json.dumps(locate_dataset(args.name, args.data_root), indent=2))
+    else:
+        path = fetch_dataset(args.name, args.data_root)
+        if not args.quiet:
+            print(f"{args.name} is ready in {path}")
+
+
+def cmd_profiles(args) -> None:
+    from simkd_lite.engine.profiles import profile_table
+
+    print(profile_table())
+
+
+COMMANDS = {"demo": cmd_demo, "train-teacher": cmd_train_teacher, "distill": cmd_distill, "eval": cmd_eval,
+            "data": cmd_data, "profiles": cmd_profiles}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:  # our errors are written for people
+        print(f"simkd-lite {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun with --resume to continue from the last finished epoch", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,118 @@
+"""The jobs behind the CLI and the notebooks: train a teacher, distil a student, evaluate, the demo.
+
+Each job resolves its recipe from a profile (plus explicit overrides), writes `OUT/config.json`,
+trains with `fit` and returns a small summary dict.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from simkd_lite.checkpoints import load_model
+from simkd_lite.data import load_dataset
+from simkd_lite.data.core import DatasetInfo
+from simkd_lite.distillers import SimKDStudent, create_distiller
+from simkd_lite.engine.pretrained import shipped_teacher
+from simkd_lite.engine.profiles import Profile
+from simkd_lite.engine.runtime import seed_everything, select_device
+from simkd_lite.engine.trainer import TrainConfig, fit, predict, top1
+from simkd_lite.models import count_parameters, create_model
+
+
+def write_config(out: Path, **sections) -> None:
+    """`OUT/config.json`: the effective configuration of a run, as plain JSON."""
+    out.mkdir(parents=True, exist_ok=True)
+    plain = {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in sections.items()}
+    (out / "config.json").write_text(json.dumps(plain, indent=2, default=str) + "\n")
+
+
+def describe(config: TrainConfig) -> str:
+    return ", ".join(f"{k}={v}" for k, v in asdict(config).items() if k != "method_options")
+
+
+def train_teacher(dataset: str, model_name: str, config: TrainConfig, out: str | Path, *, data_root: str | Path = "data",
+                  train_subset: int | None = None, resume: bool = False, log=print, progress=None) -> dict:
+    """Train a teacher from scratch with cross-entropy; writes OUT/last.pt and OUT/best.pt (official layout)."""
+    out = Path(out)
+    bundle = load_dataset(dataset, data_root, train_subset=train_subset, seed=config.seed, augment=config.augment)
+    write_config(out, job="train-teacher", dataset=dataset, model=model_name, train_subset=train_subset, train=config)
+    log(f"train-teacher: {model_name} on {dataset} ({len(bundle.train)} train images) | {describe(config)}")
+    seed_everything(config.seed)
+    model = create_model(model_name, bundle.info.num_classes, bundle.info.in_channels)
+    distiller = create_distiller("vanilla", model)
+    meta = {"model_name": model_name, "dataset": asdict(bundle.info)}
+    history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, meta=meta, log=log, progress=progress)
+    return {"model": model_name, "top1": history[-1]["test_top1"] if history else None,
+            "params": count_parameters(model), "history": history, "checkpoint": str(out / "last.pt")}
+
+
+def load_teacher(teacher: str | Path | None, dataset: str, teacher_model: str | None = None, log=print) -> tuple[nn.Module, str]:
+    """A teacher network from a checkpoint path (ours or official), or the shipped one for `dataset`."""
+    if teacher is None:
+        shipped = shipped_teacher(dataset)
+        if shipped is None:
+            raise ValueError(f"No teacher is shipped for {dataset!r}: pass --teacher PATH "
+                             "(train one with `simkd-lite train-teacher`).")
+        teacher, record = shipped
+        log(f"using the shipped {record['model']} teacher for {dataset} ({record['test_top1']:.2f}% test top-1; "
+            f"made by: {record['command']})")
+    model, _ = load_model(teacher, teacher_model)
+    return model, str(teacher)
+
+
+def check_compatible(model: nn.Module, info: DatasetInfo, role: str) -> None:
+    if model.num_classes != info.num_classes or model.in_channels != info.in_channels:
+        raise ValueError(f"The {role} ({model.model_name}: {model.num_classes} classes, {model.in_channels} input "
+                         f"channels) does not fit {info.name} ({info.num_classes} classes, {info.in_channels} channels).")
+
+
+def deployed_parameters(distiller) -> int:
+    """Parameters the trained student needs at inference (SimKD: encoder + projector + teacher head)."""
+    if distiller.method == "simkd":
+        return distiller.export().num_parameters()
+    return count_parameters(distiller.student)
+
+
+def distill_student(method: str, student_model: str, teacher_net: nn.Module | None, bundle, config: TrainConfig,
+                    out: str | Path, *, options: dict | None = None, resume: bool = False, log=print, progress=None,
+                    shared: dict | None = None) -> dict:
+    """Train one student with `method`; for SimKD also write the deployable OUT/student.pt."""
+    out = Path(out)
+    info = bundle.info
+    seed_everything(config.seed)
+    student = create_model(student_model, info.num_classes, info.in_channels)
+    distiller = create_distiller(method, student, teacher_net if method != "vanilla" else None, **(options or {}))
+    meta = {"model_name": student_model, "dataset": asdict(info),
+            "teacher_model": getattr(teacher_net, "model_name", None) if method != "vanilla" else None}
+    started = time.perf_counter()
+    history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, meta=meta, log=log,
+                  progress=progress, **(shared or {}))
+    seconds = time.perf_counter() - started
+    if method == "simkd":
+        distiller.export().save(out / "student.pt")
+    return {"method": method, "model": student_model, "top1": history[-1]["test_top1"],
+            "params": deployed_parameters(distiller),
+            "extra_params": deployed_parameters(distiller) - count_parameters(student),
+            "seconds": round(seconds, 2), "history": history, "distiller": distiller}
+
+
+def evaluate_checkpoint(path: str | Path, dataset: str, data_root: str | Path = "data", model_name: str | None = None,
+                        device: str | None = None) -> dict:
+    """Top-1 of a SimKDStudent file or a model checkpoint on the full test set of `dataset`."""
+    try:
+        model = SimKDStudent.load(path)
+        kind = "SimKDStudent"
+    except ValueError:
+        model, _ = load_model(path, model_name)
+        kind = model.model_name
+    bundle = load_dataset(dataset, data_root, augment=False)
+    dev = select_device(device)
+    from simkd_lite.engine.trainer import materialize
+    x, y = materialize(bundle.test)
+    return {"checkpoint": str(path), "model": kind, "dataset": dataset, "top1": top1(predict(model.to(dev), x, dev), y),
+            "test_images": len(y)}

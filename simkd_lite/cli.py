@@ -145,6 +145,9 @@ def cmd_distill(args) -> None:
     from simkd_lite.engine.jobs import check_compatible, distill_student, load_teacher, write_config
     from simkd_lite.engine.profiles import get_profile
 
+    from simkd_lite.distillers import get_distiller_class
+
+    get_distiller_class(args.method)  # fail fast on a misspelt method, before any loading
     recipe = get_profile(args.profile, args.dataset)
     student_model = args.student or recipe.student_model
     config = _config(recipe.student_config(student_model), args)

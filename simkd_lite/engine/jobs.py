@@ -46,7 +46,8 @@ def train_teacher(dataset: str, model_name: str, config: TrainConfig, out: str |
     model = create_model(model_name, bundle.info.num_classes, bundle.info.in_channels)
     distiller = create_distiller("vanilla", model)
     meta = {"model_name": model_name, "dataset": asdict(bundle.info)}
-    history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, meta=meta, log=log, progress=progress)
+    history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, meta=meta, log=log, progress=progress,
+                  label="teacher")
     return {"model": model_name, "top1": history[-1]["test_top1"] if history else None,
             "params": count_parameters(model), "history": history, "checkpoint": str(out / "last.pt")}
 

@@ -179,14 +179,16 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
         out_dir: str | Path | None = None, *, resume: bool = False, meta: dict | None = None,
         progress: bool | None = None, log: Callable[[str], None] | None = print,
         test_tensors: tuple[Tensor, Tensor] | None = None, train_tensors: tuple[Tensor, Tensor] | None = None,
-        teacher_cache: TeacherOutputs | None = None) -> list[dict]:
+        teacher_cache: TeacherOutputs | None = None, label: str | None = None) -> list[dict]:
     """Train `distiller` for `config.epochs` epochs; returns the per-epoch history.
 
     `meta` is stored in every checkpoint (e.g. `model_name`, `dataset`). With `resume=True` and an
     existing `OUT/last.pt`, training continues from it exactly; otherwise it starts fresh.
     `progress=None` shows tqdm bars only on a terminal or in a notebook.
     `test_tensors`, `train_tensors` and `teacher_cache` let several runs share data prepared once.
+    `label` names the run in progress bars and logs (default: the method).
     """
+    label = label or distiller.method
     device = select_device(config.device)
     out = Path(out_dir) if out_dir is not None else None
     seed_everything(config.seed)
@@ -216,7 +218,7 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
         start_epoch, best_acc, history = checkpoint["epoch"], checkpoint["best_acc"], checkpoint["history"]
         say(f"resuming from {last_path} after epoch {start_epoch}")
 
-    for epoch in tqdm(range(start_epoch, config.epochs), desc=distiller.method, disable=_quiet(progress),
+    for epoch in tqdm(range(start_epoch, config.epochs), desc=label, disable=_quiet(progress),
                       initial=start_epoch, total=config.epochs, unit="epoch"):
         started = time.perf_counter()
         distiller.train()
@@ -260,7 +262,7 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
             if improved:
                 atomic_save(state, out / "best.pt")
         losses_text = " ".join(f"{k[5:]} {v:.4f}" for k, v in record.items() if k.startswith("loss_"))
-        say(f"[{distiller.method}] epoch {epoch + 1}/{config.epochs}  {losses_text}  train {record['train_top1']:.2f}%  "
+        say(f"[{label}] epoch {epoch + 1}/{config.epochs}  {losses_text}  train {record['train_top1']:.2f}%  "
             f"test {test_acc:.2f}%  {record['seconds']:.1f}s")
     return history
 

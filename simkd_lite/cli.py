@@ -53,6 +53,7 @@ def _common(p: argparse.ArgumentParser, *, dataset_default: str = "fashion_mnist
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--data-root", default=os.environ.get("SIMKD_LITE_DATA", "data"),
                    help="dataset folder (default: $SIMKD_LITE_DATA or ./data)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
@@ -212,6 +213,18 @@ COMMANDS = {"demo": cmd_demo, "train-teacher": cmd_train_teacher, "distill": cmd
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from simkd_lite.engine import distributed
+
+    if distributed.launched_by_torchrun():  # torchrun -m simkd_lite ...: one process per rank
+        from simkd_lite.engine.runtime import select_device
+
+        distributed.init_distributed(select_device(getattr(args, "device", None)))
+        if not distributed.is_main_process():
+            sys.stdout = open(os.devnull, "w")  # rank 0 alone reports
     try:
         COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:  # our errors are written for people

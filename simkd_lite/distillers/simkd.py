@@ -87,6 +87,9 @@ class SimKDDistiller(Distiller):
 
     def __init__(self, student: nn.Module, teacher: nn.Module, factor: int = 2):
         super().__init__(student, teacher)
+        # The student's own classifier is never used (prediction goes through the teacher's head):
+        # freeze it so that it is not optimised, decayed, or waited for by DDP's gradient sync.
+        student.get_classifier().requires_grad_(False)
         self.simkd = SimKD(student.feature_channels, teacher.feature_channels, factor)
         # A frozen *copy* of the teacher's last Linear: part of the student's prediction head.
         self.teacher_head = self.teacher.classifier_copy()

@@ -113,6 +113,6 @@ def _write_figures(out: Path, results: dict, histories: dict, teacher_net, disti
     if "vanilla" in distillers:
         embeddings["vanilla student"] = analysis.pooled_features(distillers["vanilla"].student.cpu(), x)
     projected = {name: analysis.project_2d(f) for name, f in embeddings.items()}
-    viz.feature_scatter(projected, y, class_names, "PCA of pooled features (1,000 test images)").savefig(
+    viz.feature_scatter(projected, y, class_names, f"PCA of pooled features ({len(y):,} test images)").savefig(
         out / "features.png", dpi=120, bbox_inches="tight")
     plt.close("all")

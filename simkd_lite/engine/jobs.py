@@ -18,14 +18,16 @@ from simkd_lite.data import load_dataset
 from simkd_lite.data.core import DatasetInfo
 from simkd_lite.distillers import SimKDStudent, create_distiller
 from simkd_lite.engine.pretrained import shipped_teacher
-from simkd_lite.engine.profiles import Profile
+from simkd_lite.engine.distributed import is_main_process
 from simkd_lite.engine.runtime import seed_everything, select_device
 from simkd_lite.engine.trainer import TrainConfig, fit, predict, top1
 from simkd_lite.models import count_parameters, create_model
 
 
 def write_config(out: Path, **sections) -> None:
-    """`OUT/config.json`: the effective configuration of a run, as plain JSON."""
+    """`OUT/config.json`: the effective configuration of a run, as plain JSON (rank 0 only)."""
+    if not is_main_process():
+        return
     out.mkdir(parents=True, exist_ok=True)
     plain = {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in sections.items()}
     (out / "config.json").write_text(json.dumps(plain, indent=2, default=str) + "\n")
@@ -94,7 +96,7 @@ def distill_student(method: str, student_model: str, teacher_net: nn.Module | No
     history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, meta=meta, log=log,
                   progress=progress, **(shared or {}))
     seconds = time.perf_counter() - started
-    if method == "simkd":
+    if method == "simkd" and is_main_process():
         distiller.export().save(out / "student.pt")
     return {"method": method, "model": student_model, "top1": history[-1]["test_top1"],
             "params": deployed_parameters(distiller),

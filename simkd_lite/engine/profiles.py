@@ -52,8 +52,8 @@ def _paper(dataset: str, teacher: str = "resnet32x4", student: str = "resnet8x4"
 # a teacher worth distilling (shipped, trained by `simkd-lite train-teacher`), and students whose
 # budget fits the demo's three minutes.
 _QUICK_FASHION = Profile(
-    "quick", "fashion_mnist", teacher_model="resnet14x2", student_model="resnet8_w8",
-    teacher=TrainConfig(epochs=6, batch_size=128, lr=0.1, nesterov=True, schedule="onecycle", augment=True),
+    "quick", "fashion_mnist", teacher_model="resnet14", student_model="resnet8",
+    teacher=TrainConfig(epochs=7, batch_size=128, lr=0.1, nesterov=True, schedule="onecycle", augment=True),
     student=TrainConfig(epochs=3, batch_size=128, lr=0.1, nesterov=True, schedule="onecycle",
                         augment=False, cache_teacher=True),
     train_subset=20_000,

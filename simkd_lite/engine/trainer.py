@@ -20,11 +20,13 @@ from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from simkd_lite.checkpoints import atomic_save, read_checkpoint
 from simkd_lite.distillers import Distiller, FrozenTeacher, TeacherOutputs, total_loss
+from simkd_lite.engine import distributed as ddp
 from simkd_lite.engine.runtime import restore_rng_state, rng_state, seed_everything, select_device
 
 
@@ -78,6 +80,16 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+def epoch_order(n: int, seed: int, epoch: int) -> Tensor:
+    """This process's sample indices for one epoch: a seeded permutation, or under DDP this rank's
+    shard of one (DistributedSampler pads so that every rank gets the same number of batches)."""
+    if ddp.is_distributed():
+        sampler = DistributedSampler(range(n), ddp.world_size(), ddp.rank(), shuffle=True, seed=seed)
+        sampler.set_epoch(epoch)
+        return torch.tensor(list(sampler))
+    return torch.randperm(n, generator=_epoch_generator(seed, epoch))
+
+
 class TensorBatches:
     """Shuffled mini-batches of in-memory tensors, optionally with cached teacher outputs."""
 
@@ -86,10 +98,10 @@ class TensorBatches:
         self.batch_size, self.seed = batch_size, seed
 
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        return math.ceil(math.ceil(len(self.labels) / ddp.world_size()) / self.batch_size)
 
     def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor, TeacherOutputs | None]]:
-        order = torch.randperm(len(self.labels), generator=_epoch_generator(self.seed, epoch))
+        order = epoch_order(len(self.labels), self.seed, epoch)
         for idx in order.split(self.batch_size):
             cached = TeacherOutputs(self.teacher.features[idx], self.teacher.logits[idx]) if self.teacher else None
             yield self.images[idx], self.labels[idx], cached
@@ -103,11 +115,17 @@ class LoaderBatches:
         self.num_workers, self.pin_memory = num_workers, pin_memory
 
     def __len__(self) -> int:
-        return math.ceil(len(self.dataset) / self.batch_size)
+        return math.ceil(math.ceil(len(self.dataset) / ddp.world_size()) / self.batch_size)
 
     def epoch(self, epoch: int):
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
-                            pin_memory=self.pin_memory, generator=_epoch_generator(self.seed, epoch))
+        if ddp.is_distributed():
+            sampler = DistributedSampler(self.dataset, ddp.world_size(), ddp.rank(), shuffle=True, seed=self.seed)
+            sampler.set_epoch(epoch)
+            options = {"sampler": sampler}
+        else:
+            options = {"shuffle": True, "generator": _epoch_generator(self.seed, epoch)}
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+                            pin_memory=self.pin_memory, **options)
         for x, y in loader:
             yield x, y, None
 
@@ -190,10 +208,18 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
     """
     label = label or distiller.method
     device = select_device(config.device)
+    if ddp.launched_by_torchrun():
+        device = ddp.init_distributed(device)
+    main_process = ddp.is_main_process()
+    if not main_process:  # rank 0 alone logs, shows progress and writes checkpoints
+        log, progress = None, False
     out = Path(out_dir) if out_dir is not None else None
     seed_everything(config.seed)
     distiller.to(device)
     say = (lambda msg: tqdm.write(msg)) if log is print else (log or (lambda msg: None))
+    if ddp.is_distributed():
+        say(f"DDP: world size {ddp.world_size()} ({torch.distributed.get_backend()}), "
+            f"batch size {config.batch_size} per process")
 
     test_x, test_y = test_tensors if test_tensors is not None else materialize(test_set)
     if config.augment:
@@ -208,6 +234,10 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
             say(f"cached teacher outputs for {len(train_x)} images in {time.perf_counter() - start:.1f}s")
         batches = TensorBatches(train_x, train_y, cached, config.batch_size, config.seed)
 
+    train_step = distiller.forward_train
+    if ddp.is_distributed():
+        train_step = DistributedDataParallel(ddp.TrainStep(distiller),
+                                             device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer([p for p in distiller.parameters() if p.requires_grad], config)
     scheduler, schedule_unit = make_scheduler(optimizer, config, len(batches))
     start_epoch, best_acc, history = 0, 0.0, []
@@ -229,7 +259,7 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if teacher_out is not None:
                 teacher_out = TeacherOutputs(teacher_out.features.to(device), teacher_out.logits.to(device))
-            logits, losses = distiller.forward_train(x, y, teacher_out)
+            logits, losses = train_step(x, y, teacher_out)
             loss = total_loss(losses)
             if not torch.isfinite(loss):
                 where = f"{last_path} (after epoch {epoch})" if last_path and last_path.exists() else "none yet"
@@ -247,6 +277,7 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
             seen += len(y)
         if schedule_unit == "epoch":
             scheduler.step()
+        ddp.sync_buffers(distiller)  # every rank evaluates and saves rank 0's BN statistics
 
         test_acc = top1(predict(distiller, test_x, device, config.eval_batch_size), test_y)
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
@@ -256,15 +287,29 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
         history.append(record)
         improved = test_acc > best_acc
         best_acc = max(best_acc, test_acc)
-        if out is not None:
+        if out is not None and main_process:
             state = _checkpoint(distiller, optimizer, scheduler, epoch + 1, best_acc, history, config, meta or {})
             atomic_save(state, last_path)
             if improved:
                 atomic_save(state, out / "best.pt")
+        ddp.barrier()
         losses_text = " ".join(f"{k[5:]} {v:.4f}" for k, v in record.items() if k.startswith("loss_"))
         say(f"[{label}] epoch {epoch + 1}/{config.epochs}  {losses_text}  train {record['train_top1']:.2f}%  "
             f"test {test_acc:.2f}%  {record['seconds']:.1f}s")
+    if ddp.is_distributed():
+        _record_replica_agreement(distiller, last_path if main_process else None, say)
     return history
+
+
+def _record_replica_agreement(distiller: Distiller, last_path: Path | None, say) -> None:
+    """Check (and store in last.pt) that every DDP rank ends with bitwise the same weights."""
+    digests = ddp.gather_digests(distiller)
+    say(f"DDP: {len(digests)} replicas, identical weights: {len(set(digests)) == 1}")
+    if last_path is not None and last_path.exists():
+        state = read_checkpoint(last_path)
+        state["replica_digests"] = digests
+        atomic_save(state, last_path)
+    ddp.barrier()
 
 
 def _quiet(progress: bool | None) -> bool | None:

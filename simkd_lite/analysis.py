@@ -4,6 +4,8 @@ Used by the demo's feature-space figure and by the feature-space notebook. Nothi
 """
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 import numpy as np
 import torch
 from sklearn.decomposition import PCA
@@ -45,3 +47,191 @@ def project_2d(features: Tensor | np.ndarray, method: str = "pca", seed: int = 0
         return TSNE(n_components=2, init="pca", perplexity=min(30.0, max(5.0, len(x) / 10)),
                     random_state=seed).fit_transform(x)
     raise ValueError(f"Unknown projection {method!r}: use 'pca' or 'tsne'.")
+
+
+# ------------------------------------------------------------------------------ predictions and agreement
+def prediction_agreement(logits_a: Tensor, logits_b: Tensor) -> float:
+    """Percentage of images on which two models predict the same class (e.g. student vs teacher)."""
+    return 100.0 * (logits_a.argmax(1) == logits_b.argmax(1)).float().mean().item()
+
+
+def confusion(labels: Tensor | np.ndarray, logits: Tensor, num_classes: int) -> np.ndarray:
+    """(num_classes, num_classes) counts: row = true class, column = predicted class (scikit-learn)."""
+    from sklearn.metrics import confusion_matrix
+
+    return confusion_matrix(np.asarray(labels), logits.argmax(1).cpu().numpy(), labels=list(range(num_classes)))
+
+
+def per_class_cosine(features_a: Tensor, features_b: Tensor, labels: Tensor | np.ndarray, num_classes: int) -> np.ndarray:
+    """Mean cosine similarity between paired rows of two (N, C) feature sets, per true class.
+
+    Row i of `features_a` and row i of `features_b` describe the same image (e.g. the SimKD student's
+    projected pooled features and the teacher's pooled features); both must have the same C.
+    """
+    if features_a.shape != features_b.shape:
+        raise ValueError(f"Cosine similarity needs features of the same shape, got {tuple(features_a.shape)} and "
+                         f"{tuple(features_b.shape)} (a plain student's features live in another space: project them).")
+    cos = torch.nn.functional.cosine_similarity(features_a.float(), features_b.float(), dim=1).numpy()
+    labels = np.asarray(labels)
+    return np.array([cos[labels == c].mean() if (labels == c).any() else np.nan for c in range(num_classes)])
+
+
+@torch.no_grad()
+def interpolate_head_accuracy(student_pooled: Tensor, teacher_pooled: Tensor, head: nn.Module, labels: Tensor,
+                              alphas: Sequence[float]) -> np.ndarray:
+    """Top-1 (%) of the teacher head fed with (1 - a) * student + a * teacher pooled features, for each a.
+
+    SimKD's argument in one curve: at a = 1 the head sees the teacher's own features, so the accuracy is
+    exactly the teacher's; the closer the student's features get to the teacher's, the closer it gets.
+    """
+    head = head.eval()
+    accuracies = []
+    for alpha in alphas:
+        mixed = (1.0 - alpha) * student_pooled + alpha * teacher_pooled
+        accuracies.append(100.0 * (head(mixed).argmax(1) == labels).float().mean().item())
+    return np.array(accuracies)
+
+
+@torch.no_grad()
+def simkd_alignment(distiller, images: Tensor, teacher_features: Tensor, batch_size: int = 1000) -> dict:
+    """How well a SimKD distiller's projected maps match the teacher's on `images`.
+
+    Returns {"feature_mse": the SimKD loss over all images, "logits": (N, classes) through the reused head}.
+    `teacher_features` are the teacher's `forward_features` for the same images (N, C_t, H_t, W_t).
+    """
+    was_training = distiller.training
+    distiller.eval()
+    squared, count, logits = 0.0, 0, []
+    for i in range(0, len(images), batch_size):
+        feats = distiller.student.forward_features(images[i:i + batch_size])
+        projected, target, out = distiller.simkd(feats, teacher_features[i:i + batch_size], distiller.teacher_head)
+        squared += torch.sum((projected - target) ** 2).item()
+        count += target.numel()
+        logits.append(out)
+    distiller.train(was_training)
+    return {"feature_mse": squared / count, "logits": torch.cat(logits)}
+
+
+# ------------------------------------------------------------------------------ sizes and costs
+def count_macs(model: nn.Module, *inputs: Tensor) -> int:
+    """Multiply-accumulates of the Conv2d and Linear layers in one forward pass of `inputs`.
+
+    Counted from the actual output shapes with forward hooks, so it also works on the "meta" device
+    (shapes only, no memory). BatchNorm, ReLU and pooling are ignored (they are cheap element-wise ops).
+    Multiply by 2 for FLOPs in the "one multiply + one add" convention.
+    """
+    total = 0
+
+    def conv_hook(module: nn.Conv2d, args, output):
+        nonlocal total
+        kh, kw = module.kernel_size
+        total += output.numel() * (module.in_channels // module.groups) * kh * kw
+
+    def linear_hook(module: nn.Linear, args, output):
+        nonlocal total
+        total += output.numel() * module.in_features
+
+    hooks = []
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            hooks.append(module.register_forward_hook(conv_hook))
+        elif isinstance(module, nn.Linear):
+            hooks.append(module.register_forward_hook(linear_hook))
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
+def projector_summary(teacher: str, student: str, factor: int = 2, *, num_classes: int = 100, in_channels: int = 3,
+                      image_size: int = 32) -> dict:
+    """Everything the projector designer shows, for zoo names `teacher` and `student`, without any weights.
+
+    Models are built on the "meta" device (shapes only), so even ResNet-32x4 costs milliseconds.
+    Returns a dict with the two feature-map shapes, the aligned size, the layer-by-layer shapes and
+    parameter counts of the projector, its closed-form count, its MACs for one image, and the
+    deployed-student vs teacher parameter counts and compression ratio.
+    """
+    from simkd_lite.distillers.simkd import SimKD, projector_parameter_count
+    from simkd_lite.models import count_parameters, create_model
+
+    with torch.device("meta"):
+        t_net = create_model(teacher, num_classes, in_channels)
+        s_net = create_model(student, num_classes, in_channels)
+        probe = torch.empty(1, in_channels, image_size, image_size)
+        t_map = tuple(t_net.forward_features(probe).shape[1:])
+        s_map = tuple(s_net.forward_features(probe).shape[1:])
+        projector = SimKD(s_map[0], t_map[0], factor)
+        size = min(t_map[-1], s_map[-1])
+        x = torch.empty(1, s_map[0], size, size)
+        layers = []
+        for index, layer in enumerate(projector.transfer):
+            x = layer(x)
+            layers.append({"name": f"transfer.{index}", "layer": _layer_text(layer), "output": tuple(x.shape[1:]),
+                           "params": count_parameters(layer)})
+        projector_macs = count_macs(projector.transfer, torch.empty(1, s_map[0], size, size))
+        student_macs = count_macs(s_net, probe) - s_net.get_classifier().in_features * num_classes
+        teacher_macs = count_macs(t_net, probe)
+        head_macs = t_net.get_classifier().in_features * num_classes
+    if not getattr(t_net, "classifier_on_features", False):
+        raise ValueError(f"{teacher} cannot be a SimKD teacher: its classifier does not read its last feature map.")
+    head = count_parameters(t_net.get_classifier())
+    encoder = count_parameters(s_net) - count_parameters(s_net.get_classifier())
+    proj = count_parameters(projector)
+    deployed = encoder + proj + head
+    teacher_params = count_parameters(t_net)
+    return {
+        "teacher": teacher, "student": student, "factor": factor,
+        "teacher_map": t_map, "student_map": s_map, "aligned_size": size,
+        "bottleneck": t_map[0] // factor, "layers": layers,
+        "projector_params": proj, "formula_params": projector_parameter_count(s_map[0], t_map[0], factor),
+        "projector_macs": projector_macs,
+        "student_encoder_params": encoder, "teacher_head_params": head, "deployed_params": deployed,
+        "teacher_params": teacher_params, "compression_ratio": teacher_params / deployed,
+        "deployed_macs": student_macs + projector_macs + head_macs, "teacher_macs": teacher_macs,
+    }
+
+
+def _layer_text(layer: nn.Module) -> str:
+    if isinstance(layer, nn.Conv2d):
+        k = layer.kernel_size[0]
+        return f"Conv{k}x{k}({layer.in_channels}->{layer.out_channels}, bias={layer.bias is not None})"
+    if isinstance(layer, nn.BatchNorm2d):
+        return f"BatchNorm({layer.num_features})"
+    return type(layer).__name__
+
+
+def measure_throughput(model: Callable[[Tensor], Tensor], images: Tensor, device: torch.device | str,
+                       batch_size: int = 256, repeats: int = 3, warmup: int = 1) -> float:
+    """Images per second of `model(batch)` over `images` on `device` (best of `repeats` timed passes).
+
+    The images are moved to the device first, so this measures the model, not the data transfer. On a
+    GPU the clock waits for the device (`synchronize`) before it stops.
+    """
+    import time
+
+    device = torch.device(device)
+    images = images.to(device)
+    if hasattr(model, "eval"):
+        model.eval()
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elif device.type == "mps":
+            torch.mps.synchronize()
+
+    best = float("inf")
+    with torch.inference_mode():
+        for run in range(warmup + repeats):
+            sync()
+            start = time.perf_counter()
+            for i in range(0, len(images), batch_size):
+                model(images[i:i + batch_size])
+            sync()
+            if run >= warmup:
+                best = min(best, time.perf_counter() - start)
+    return len(images) / best

@@ -76,3 +76,190 @@ def _figure(ax, size):
         fig, ax = plt.subplots(figsize=size)
         return fig, ax
     return ax.figure, ax
+
+
+# ------------------------------------------------------------------------------ figures for the notebooks
+def run_curves(history: list[dict], title: str = "Training run") -> Figure:
+    """Two panels for one run: every `loss_*` term, then train and test top-1, against the epoch."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
+    epochs = [h["epoch"] for h in history]
+    for key in [k for k in history[0] if k.startswith("loss_")]:
+        ax_loss.plot(epochs, [h[key] for h in history], marker="o", label=key[5:])
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("training loss")
+    ax_loss.set_title("Loss terms")
+    ax_loss.legend()
+    ax_acc.plot(epochs, [h["train_top1"] for h in history], marker="o", label="train")
+    ax_acc.plot(epochs, [h["test_top1"] for h in history], marker="s", label="test")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("top-1 (%)")
+    ax_acc.set_title("Accuracy")
+    ax_acc.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def projector_tradeoff(rows: Sequence[dict], baseline_top1: float | None = None, teacher_top1: float | None = None,
+                       ax=None) -> Figure:
+    """Accuracy against extra parameters, one labelled point per projector variant.
+
+    `rows`: dicts with "name", "extra_params" and "top1" (the student's test top-1 through the teacher head).
+    The x-axis is symmetric-log so that a variant with no projector (0 extra parameters) still shows.
+    """
+    fig, ax = _figure(ax, (6.5, 4))
+    colors = sns.color_palette("colorblind", len(rows))
+    for color, row in zip(colors, rows):
+        ax.scatter(row["extra_params"], row["top1"], s=60, color=color, label=row["name"], zorder=3)
+        ax.annotate(row["name"], (row["extra_params"], row["top1"]), textcoords="offset points", xytext=(5, 5),
+                    fontsize=8)
+    if teacher_top1 is not None:
+        ax.axhline(teacher_top1, color="black", linestyle="--", linewidth=1, label="teacher")
+    if baseline_top1 is not None:
+        ax.axhline(baseline_top1, color="grey", linestyle=":", linewidth=1, label="vanilla student")
+    ax.set_xscale("symlog", linthresh=1000)
+    ax.set_xlabel("extra parameters (projector), symlog scale")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title("Projector variants: accuracy vs. extra parameters")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def alpha_interpolation(alphas: Sequence[float], accuracies: dict[str, Sequence[float]] | Sequence[float],
+                        teacher_top1: float | None = None, ax=None) -> Figure:
+    """Accuracy of the teacher head fed (1-α)·student + α·teacher pooled features, against α.
+
+    `accuracies` is one curve (a sequence) or several ({"SimKD, trained": [...], "SimKD, untrained": [...]}).
+    """
+    fig, ax = _figure(ax, (6, 3.6))
+    curves = accuracies if isinstance(accuracies, dict) else {"SimKD student": accuracies}
+    colors = sns.color_palette("colorblind", len(curves) + 1)[1:]
+    markers = "osD^v"
+    for i, (name, values) in enumerate(curves.items()):
+        ax.plot(alphas, values, marker=markers[i % len(markers)], color=colors[i], label=f"(1-α)·{name} + α·teacher")
+    if teacher_top1 is not None:
+        ax.axhline(teacher_top1, color="black", linestyle="--", linewidth=1, label="teacher (own features)")
+    ax.set_xlabel("α (share of the teacher's pooled features)")
+    ax.set_ylabel("test top-1 through the teacher head (%)")
+    ax.set_title("Closing the feature gap closes the accuracy gap")
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def image_grid(rows: dict[str, "np.ndarray"], mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,),
+               labels: Sequence[str] | None = None, max_images: int = 8) -> Figure:
+    """One row of images per entry of `rows` ({"original": (N, C, H, W), "augmented": ...}), un-normalised."""
+    n = min(max_images, min(len(v) for v in rows.values()))
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.4 * len(rows)), squeeze=False)
+    mean_a = np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1)
+    std_a = np.asarray(std, dtype=np.float32).reshape(-1, 1, 1)
+    for r, (name, images) in enumerate(rows.items()):
+        images = np.asarray(images, dtype=np.float32)
+        for i in range(n):
+            ax = axes[r][i]
+            picture = np.clip(images[i] * std_a + mean_a, 0, 1)
+            ax.imshow(picture[0] if picture.shape[0] == 1 else picture.transpose(1, 2, 0),
+                      cmap="gray" if picture.shape[0] == 1 else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_ylabel(name, fontsize=8)
+            if r == 0 and labels is not None:
+                ax.set_title(str(labels[i]), fontsize=8)
+    fig.suptitle("Images")
+    fig.tight_layout()
+    return fig
+
+
+def per_class_similarity(similarities: dict[str, Sequence[float]], class_names: Sequence[str], ax=None) -> Figure:
+    """Grouped bars: mean student-teacher cosine similarity of pooled features, per class."""
+    fig, ax = _figure(ax, (max(6, 0.6 * len(class_names) * max(1, len(similarities))), 3.5))
+    n = len(similarities)
+    width = 0.8 / n
+    x = np.arange(len(class_names))
+    colors = sns.color_palette("colorblind", n)
+    for i, (name, values) in enumerate(similarities.items()):
+        ax.bar(x + (i - (n - 1) / 2) * width, values, width, label=name, color=colors[i])
+    ax.set_xticks(x, class_names, rotation=45 if max(len(c) for c in class_names) > 3 else 0, ha="right"
+                  if max(len(c) for c in class_names) > 3 else "center")
+    ax.set_ylim(min(0.0, float(np.nanmin([np.nanmin(v) for v in similarities.values()]))), 1.0)
+    ax.set_xlabel("class")
+    ax.set_ylabel("mean cosine similarity")
+    ax.set_title("Student vs. teacher pooled features, per class")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def alignment_over_training(records: Sequence[dict]) -> Figure:
+    """Feature MSE (left axis, log) and agreement with the teacher's predictions (right axis) per epoch.
+
+    `records`: dicts with "epoch", "feature_mse" and "agreement" (and optionally "test_top1").
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    epochs = [r["epoch"] for r in records]
+    colors = sns.color_palette("colorblind", 3)
+    ax.plot(epochs, [r["feature_mse"] for r in records], marker="o", color=colors[0], label="feature MSE (test)")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch (0 = before training)")
+    ax.set_ylabel("feature MSE (log scale)", color=colors[0])
+    right = ax.twinx()
+    right.plot(epochs, [r["agreement"] for r in records], marker="s", color=colors[1],
+               label="agreement with teacher (%)")
+    if all("test_top1" in r for r in records):
+        right.plot(epochs, [r["test_top1"] for r in records], marker="^", linestyle="--", color=colors[2],
+                   label="test top-1 (%)")
+    right.set_ylabel("percent of test images", color=colors[1])
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], loc="center right", fontsize=8)
+    ax.set_title("As the features align, the predictions agree")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrices(matrices: dict[str, np.ndarray], class_names: Sequence[str], normalize: bool = True) -> Figure:
+    """One heatmap per model (rows: true class, columns: predicted), normalised per row by default."""
+    fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 4), squeeze=False)
+    for ax, (name, matrix) in zip(axes[0], matrices.items()):
+        values = np.asarray(matrix, dtype=float)
+        if normalize:
+            values = values / np.maximum(values.sum(1, keepdims=True), 1)
+        sns.heatmap(values, ax=ax, cmap="Blues", vmin=0, vmax=1 if normalize else None, square=True, cbar=False,
+                    xticklabels=class_names, yticklabels=class_names)
+        ax.set_title(name)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+    fig.suptitle("Confusion matrices" + (" (row-normalised)" if normalize else ""))
+    fig.tight_layout()
+    return fig
+
+
+def throughput_bars(throughputs: dict[str, float], device: str, ax=None) -> Figure:
+    """Images per second of several ways to run a model, on one device, values on the bars."""
+    fig, ax = _figure(ax, (6.5, 3.2))
+    names = list(throughputs)
+    colors = sns.color_palette("colorblind", len(names))
+    bars = ax.barh(names, [throughputs[n] for n in names], color=colors)
+    ax.bar_label(bars, fmt="%.0f", padding=3)
+    ax.set_xlabel("images / second (higher is better)")
+    ax.set_ylabel("inference path")
+    ax.set_title(f"Inference throughput on {device}")
+    ax.set_xlim(0, max(throughputs.values()) * 1.25)
+    return fig
+
+
+def parameter_breakdown(summary: dict, ax=None) -> Figure:
+    """Stacked bars of a `analysis.projector_summary`: deployed student (encoder + projector + head) vs teacher."""
+    fig, ax = _figure(ax, (6.5, 2.6))
+    colors = sns.color_palette("colorblind", 4)
+    parts = [("student encoder", summary["student_encoder_params"]), ("projector", summary["projector_params"]),
+             ("teacher head (copied)", summary["teacher_head_params"])]
+    left = 0
+    for color, (name, value) in zip(colors, parts):
+        ax.barh("SimKD student", value, left=left, color=color, label=name)
+        left += value
+    ax.barh("teacher", summary["teacher_params"], color=colors[3], label=f"teacher ({summary['teacher']})")
+    ax.set_xlabel("parameters")
+    ax.set_title(f"{summary['student']} + projector (f={summary['factor']}) vs {summary['teacher']}: "
+                 f"{summary['compression_ratio']:.2f}x smaller")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return fig

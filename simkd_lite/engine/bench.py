@@ -112,8 +112,9 @@ def run_bench(teacher: str | nn.Module, student: str, *, batch_size: int = 64, s
                 "num_classes": num_classes, "factor": factor, "fold_bn": fold_bn, "channels_last": channels_last,
                 "compile_teacher": compile_teacher, "compile_student": compile_student, "amp": amp,
                 "baseline": baseline, "seed": seed}
+    cudnn_benchmark = torch.backends.cudnn.benchmark
     if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as the official code; affects both sides alike
+        torch.backends.cudnn.benchmark = True  # as the official code; affects both sides alike (restored below)
 
     # ---- models: one initialisation, copied to both sides
     torch.manual_seed(seed)
@@ -232,6 +233,7 @@ def run_bench(teacher: str | nn.Module, student: str, *, batch_size: int = 64, s
         if baseline:
             infer_base.append(_throughput(baseline_infer, steps, dev))
 
+    torch.backends.cudnn.benchmark = cudnn_benchmark
     if prepared.compiled and prepared.compile_seconds is not None:
         compile_seconds["teacher"] = round(prepared.compile_seconds, 3)
 

@@ -135,6 +135,9 @@ def _trace_direct_pairs(model: nn.Module, pairs: list[tuple[str, str]], example:
         bn_in, bn_version = seen.get(bn_name, (None, -1))
         if bn_in is conv_out and bn_version == conv_version:
             direct.append((conv_name, bn_name))
+    # A conv feeding two BNs (or a BN claimed by two convs) cannot be folded into either.
+    uses = [name for pair in direct for name in pair]
+    direct = [(c, b) for c, b in direct if uses.count(c) == 1 and uses.count(b) == 1]
     return direct, output
 
 

@@ -1,0 +1,319 @@
+"""Checkers for the SimKD assignment (notebooks/05_assignment.ipynb), and the tool that makes its student version.
+
+The assignment asks for SimKD's three moving parts; each checker compares an implementation with the
+reference in `simkd_lite.distillers` and says precisely what is wrong:
+
+    check_alignment(align_feature_maps)   # (feat_s, feat_t) -> (student map, teacher map), same H and W
+    check_projector(Projector)            # Projector(s, t, factor): .transfer with the official layout
+    check_loss(simkd_loss)                # (projected, target) -> scalar MSE over every element
+
+Each returns a `Feedback` (truthy when passed) that prints as one line: PASS/FAIL, what, why.
+
+The notebook holds reference solutions between `### BEGIN SOLUTION` and `### END SOLUTION` lines.
+The student version replaces each such block by `raise NotImplementedError(...)`:
+
+    python -m simkd_lite.assignment make-student notebooks/05_assignment.ipynb 05_assignment_student.ipynb
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from simkd_lite.distillers.losses import align_feature_maps as reference_alignment
+from simkd_lite.distillers.losses import feature_l2_loss as reference_loss
+from simkd_lite.distillers.simkd import SimKD, projector_parameter_count
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+NOT_IMPLEMENTED = "not implemented yet"
+TOLERANCE = 1e-5
+
+
+@dataclass
+class Feedback:
+    """The verdict of one checker: `bool(feedback)` is `passed`; `str`/`repr` give the one-line message."""
+
+    name: str
+    passed: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        return f"{'PASS' if self.passed else 'FAIL'} {self.name}: {self.message}"
+
+    __repr__ = __str__
+
+
+def _not_implemented(name: str, what: str) -> Feedback:
+    return Feedback(name, False, f"{NOT_IMPLEMENTED}: {what} still raises NotImplementedError. Replace that line "
+                                 "with your implementation and run this cell again.")
+
+
+def _crashed(name: str, err: Exception, context: str) -> Feedback:
+    return Feedback(name, False, f"raised {type(err).__name__}: {err} ({context}).")
+
+
+def _max_diff(a: Tensor, b: Tensor) -> float:
+    return (a.detach().float() - b.detach().float()).abs().max().item()
+
+
+# ------------------------------------------------------------------------------------------ part 1
+# (student shape, teacher shape, what the case tests)
+ALIGNMENT_CASES = [
+    ((2, 8, 4, 4), (2, 16, 4, 4), "equal sizes: nothing to pool"),
+    ((2, 8, 8, 8), (2, 16, 4, 4), "student map larger: pool the student map"),
+    ((2, 8, 2, 2), (2, 16, 8, 8), "teacher map larger: pool the teacher map"),
+    ((2, 8, 7, 7), (2, 16, 4, 4), "sizes that do not divide (7 -> 4)"),
+]
+
+
+def check_alignment(fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]) -> Feedback:
+    """Compare `fn(feat_s, feat_t)` with SimKD's alignment on four pairs of map sizes."""
+    name = "alignment"
+    generator = torch.Generator().manual_seed(0)
+    for shape_s, shape_t, case in ALIGNMENT_CASES:
+        feat_s = torch.rand(shape_s, generator=generator)
+        feat_t = torch.rand(shape_t, generator=generator)
+        context = f"student map {shape_s}, teacher map {shape_t}: {case}"
+        try:
+            result = fn(feat_s.clone(), feat_t.clone())
+        except NotImplementedError:
+            return _not_implemented(name, "align_feature_maps")
+        except Exception as err:  # noqa: BLE001 - any error is feedback
+            return _crashed(name, err, context)
+        if not (isinstance(result, (tuple, list)) and len(result) == 2 and all(isinstance(r, Tensor) for r in result)):
+            return Feedback(name, False, f"should return a pair (student_map, teacher_map) of tensors, got "
+                                         f"{type(result).__name__} ({context}).")
+        expected = reference_alignment(feat_s, feat_t)
+        got_shapes = [tuple(r.shape) for r in result]
+        want_shapes = [tuple(e.shape) for e in expected]
+        if got_shapes != want_shapes:
+            if got_shapes == want_shapes[::-1]:
+                hint = "you returned (teacher, student): the order is (student_map, teacher_map)"
+            elif [s[1] for s in got_shapes] != [shape_s[1], shape_t[1]]:
+                hint = "alignment changes only H and W; the channels stay as they are (the projector maps them)"
+            elif max(s[-1] for s in got_shapes) > min(shape_s[-1], shape_t[-1]):
+                hint = "pool the larger map DOWN to the smaller map's size; never upsample the smaller one"
+            else:
+                hint = "both maps should end at the smaller of the two spatial sizes"
+            return Feedback(name, False, f"expected shapes {want_shapes[0]} and {want_shapes[1]}, got "
+                                         f"{got_shapes[0]} and {got_shapes[1]} ({context}); {hint}.")
+        for which, got, want in zip(("student", "teacher"), result, expected):
+            diff = _max_diff(got, want)
+            if diff > TOLERANCE:
+                return Feedback(name, False, f"the {which} map has the right shape but different values (max abs "
+                                             f"difference {diff:.3g}) ({context}); use adaptive *average* pooling "
+                                             "(F.adaptive_avg_pool2d), not max pooling, interpolation or cropping.")
+    return Feedback(name, True, f"matches simkd_lite's align_feature_maps on {len(ALIGNMENT_CASES)} size pairs "
+                                "(equal, student larger, teacher larger, non-divisible).")
+
+
+# ------------------------------------------------------------------------------------------ part 2
+# (student channels, teacher channels, factor); the last one is ResNet-8x4 -> ResNet-32x4 of the paper.
+PROJECTOR_CASES = [(16, 32, 2), (24, 64, 4), (48, 16, 1), (256, 256, 2)]
+
+
+def check_projector(projector_cls: Callable[[int, int, int], nn.Module]) -> Feedback:
+    """Check `projector_cls(student_channels, teacher_channels, factor)` against SimKD's projector.
+
+    It must be an nn.Module with a `transfer` nn.Sequential whose state_dict has the official names
+    (transfer.0/1/3/4/6/7), the closed-form parameter count, and `forward(x) == transfer(x)` equal to
+    the reference once the same weights are loaded, in training and in evaluation mode.
+    """
+    name = "projector"
+    for s, t, factor in PROJECTOR_CASES:
+        context = f"Projector({s}, {t}, factor={factor})"
+        try:
+            module = projector_cls(s, t, factor)
+        except NotImplementedError:
+            return _not_implemented(name, "Projector.__init__")
+        except Exception as err:  # noqa: BLE001
+            return _crashed(name, err, f"building {context}")
+        if not isinstance(module, nn.Module):
+            return Feedback(name, False, f"{context} should be an nn.Module, got {type(module).__name__}.")
+        if not isinstance(getattr(module, "transfer", None), nn.Sequential):
+            return Feedback(name, False, f"{context} needs an attribute `transfer` that is an nn.Sequential (the "
+                                         "official name, so official checkpoints load).")
+        reference = SimKD(s, t, factor)
+        m = t // factor
+        count = sum(p.numel() for p in module.parameters())
+        formula = projector_parameter_count(s, t, factor)
+        if count != formula:
+            biases = [k for k, v in module.named_parameters() if k.endswith("bias") and v.ndim == 1
+                      and _owner_is_conv(module, k)]
+            if biases:
+                hint = f"the convolutions must have bias=False (BatchNorm follows each one); found {', '.join(biases)}"
+            else:
+                hint = (f"expected s*m + 9*m^2 + m*t + 4m + 2t with s={s}, m=t//factor={m}, t={t}: check the bottleneck "
+                        "width m, the 3x3 middle convolution and the three BatchNorms")
+            return Feedback(name, False, f"{context} has {count:,} parameters, SimKD's projector has {formula:,} "
+                                         f"({count - formula:+,}); {hint}.")
+        want_keys, got_keys = set(reference.state_dict()), set(module.state_dict())
+        if want_keys != got_keys:
+            missing, extra = sorted(want_keys - got_keys), sorted(got_keys - want_keys)
+            return Feedback(name, False, f"{context}: state_dict names differ from the official layout "
+                                         f"(conv, BN, ReLU, conv, BN, ReLU, conv, BN, ReLU inside `transfer`); "
+                                         f"missing {missing[:4]}, unexpected {extra[:4]}.")
+        generator = torch.Generator().manual_seed(s + t + factor)
+        state = {k: (torch.rand(v.shape, generator=generator) + 0.5 if v.is_floating_point() else v)
+                 for k, v in reference.state_dict().items()}
+        reference.load_state_dict(state)
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as err:
+            return Feedback(name, False, f"{context}: the reference weights do not load: {err}")
+        x = torch.randn(3, s, 4, 4, generator=generator)
+        for mode in ("train", "eval"):
+            reference.train(mode == "train")
+            module.train(mode == "train")
+            try:
+                out = module(x.clone())
+            except NotImplementedError:
+                return _not_implemented(name, "Projector.forward")
+            except Exception as err:  # noqa: BLE001
+                return _crashed(name, err, f"{context} forward on a {tuple(x.shape)} map")
+            want = reference.transfer(x.clone())
+            if not isinstance(out, Tensor) or out.shape != want.shape:
+                got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                return Feedback(name, False, f"{context} maps {tuple(x.shape)} to {got}; expected {tuple(want.shape)} "
+                                             "(same H and W, teacher channels).")
+            diff = _max_diff(out, want)
+            if diff > 1e-4:
+                hint = (" negative values: the projector ends with BN then ReLU" if (out < 0).any() else
+                        " check the order conv -> BN -> ReLU, padding=1 on the 3x3 convolution, and that forward "
+                        "returns self.transfer(x)")
+                return Feedback(name, False, f"{context} in {mode} mode gives different outputs than the reference "
+                                             f"with the same weights (max abs difference {diff:.3g});{hint}.")
+    return Feedback(name, True, f"official layout, parameter counts (e.g. {projector_parameter_count(256, 256, 2):,} "
+                                "for 256->256 at factor 2) and outputs in train and eval mode match SimKD's projector.")
+
+
+def _owner_is_conv(module: nn.Module, key: str) -> bool:
+    owner = module.get_submodule(key.rsplit(".", 1)[0]) if "." in key else module
+    return isinstance(owner, (nn.Conv2d, nn.Linear))
+
+
+# ------------------------------------------------------------------------------------------ part 3
+def check_loss(fn: Callable[[Tensor, Tensor], Tensor]) -> Feedback:
+    """`fn(projected_student, teacher_target)` must be F.mse_loss (mean over all N*C*H*W) with gradients."""
+    name = "loss"
+    generator = torch.Generator().manual_seed(0)
+    projected = torch.randn(4, 6, 3, 3, generator=generator, requires_grad=True)
+    target = torch.randn(4, 6, 3, 3, generator=generator)
+    try:
+        value = fn(projected, target)
+    except NotImplementedError:
+        return _not_implemented(name, "simkd_loss")
+    except Exception as err:  # noqa: BLE001
+        return _crashed(name, err, "projected and target maps of shape (4, 6, 3, 3)")
+    if not isinstance(value, Tensor):
+        return Feedback(name, False, f"should return a torch scalar tensor, got {type(value).__name__} (keep it a "
+                                     "tensor so that .backward() works).")
+    if value.numel() != 1 or value.ndim != 0:
+        return Feedback(name, False, f"should return a scalar (0-d tensor), got shape {tuple(value.shape)}: average "
+                                     "over every element.")
+    want = reference_loss(projected, target).item()
+    got = value.item()
+    if abs(got - want) > 1e-5 * max(1.0, abs(want)):
+        n, elements = projected.shape[0], projected.numel()
+        ratio = got / want if want else float("nan")
+        if abs(ratio - elements) < 1e-3 * elements:
+            hint = "you summed the squared errors: take the mean over all N*C*H*W elements"
+        elif abs(ratio - elements / n) < 1e-3 * elements:
+            hint = "you averaged over the batch only: the mean is over all N*C*H*W elements"
+        elif abs(got - want ** 0.5) < 1e-5:
+            hint = "you returned the root of the mean squared error: SimKD uses the MSE itself"
+        elif abs(got - F.l1_loss(projected, target).item()) < 1e-5:
+            hint = "that is the mean absolute error (L1): SimKD squares the differences"
+        else:
+            hint = "expected mean((projected - target)**2)"
+        return Feedback(name, False, f"returned {got:.6g}, the reference MSE is {want:.6g}; {hint}.")
+    if not value.requires_grad:
+        return Feedback(name, False, "the value is right but carries no gradient: do not detach the projected "
+                                     "student map or call .item() inside the loss.")
+    value.backward()
+    expected_grad = 2 * (projected.detach() - target) / projected.numel()
+    if projected.grad is None or _max_diff(projected.grad, expected_grad) > 1e-6:
+        return Feedback(name, False, "the value is right but its gradient with respect to the projected map is not.")
+    return Feedback(name, True, f"equals F.mse_loss (mean over all elements, {want:.4f} on the test maps) and "
+                                "back-propagates into the projected student map.")
+
+
+def check_all(align_fn, projector_cls, loss_fn) -> list[Feedback]:
+    """Run the three checkers and print one line each; returns the feedback list."""
+    results = [check_alignment(align_fn), check_projector(projector_cls), check_loss(loss_fn)]
+    for result in results:
+        print(result)
+    return results
+
+
+# ------------------------------------------------------------------------------------------ student version
+def strip_solutions(source: str, message: str = "your code here") -> tuple[str, int]:
+    """Replace every BEGIN/END SOLUTION block of one cell's source by `raise NotImplementedError`.
+
+    The `raise` keeps the indentation of the BEGIN line. Returns (new source, number of blocks).
+    """
+    out, inside, blocks, indent = [], False, 0, ""
+    for number, line in enumerate(source.splitlines(keepends=True), 1):
+        stripped = line.strip()
+        if stripped.startswith(BEGIN):
+            if inside:
+                raise ValueError(f"line {number}: {BEGIN} inside another solution block.")
+            inside, blocks = True, blocks + 1
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(f"{indent}raise NotImplementedError({message!r})\n")
+        elif stripped.startswith(END):
+            if not inside:
+                raise ValueError(f"line {number}: {END} without a {BEGIN}.")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"a {BEGIN} block is never closed by {END}.")
+    return "".join(out), blocks
+
+
+def make_student(source: str | Path, destination: str | Path) -> int:
+    """Write the student version of a notebook: solutions replaced, outputs cleared. Returns the block count."""
+    import nbformat
+
+    notebook = nbformat.read(str(source), as_version=4)
+    total = 0
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.source, blocks = strip_solutions(cell.source)
+        total += blocks
+        cell.outputs, cell.execution_count = [], None
+    if total == 0:
+        raise ValueError(f"{source} has no {BEGIN} ... {END} blocks: nothing to remove.")
+    nbformat.validate(notebook)
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, str(destination))
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m simkd_lite.assignment",
+                                     description="Tools for the SimKD assignment notebook.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    make = sub.add_parser("make-student", help="write the student version (solutions -> raise NotImplementedError)")
+    make.add_argument("source", help="the notebook with reference solutions, e.g. notebooks/05_assignment.ipynb")
+    make.add_argument("destination", help="where to write the student notebook")
+    args = parser.parse_args(argv)
+    blocks = make_student(args.source, args.destination)
+    print(f"wrote {args.destination}: {blocks} solution blocks replaced by `raise NotImplementedError`")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""The benchmark harness: a tiny run returns every number (no timing assertions: the machine is shared)."""
+import importlib.util
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from simkd_lite.engine.bench import run_bench
+from simkd_lite.engine.fast import compile_available
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(batch_size=8, steps=2, warmup=1, image_size=16, num_classes=10)
+RATES = ("train_images_per_s", "baseline_train_images_per_s", "infer_images_per_s", "baseline_infer_images_per_s",
+         "train_speedup", "infer_speedup")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_tiny_bench_returns_all_numbers():
+    result = run_bench("resnet8", "resnet8_w8", **TINY)
+    for key in RATES:
+        assert isinstance(result[key], float) and result[key] > 0, key
+    for key in ("device", "device_name", "torch", "threads", "cpu_count", "platform", "teacher", "student",
+                "batch_size", "steps", "fold_bn", "channels_last", "amp", "compile_teacher", "compile_student"):
+        assert key in result, key
+    assert result["device"] == "cpu" and result["threads"] == 1 and result["compile_seconds"] is None
+    # same initial weights and the same first batch: the fast path computes the baseline's loss
+    first = result["first_step_loss"]
+    assert abs(first["fast"] - first["baseline"]) <= 1e-4 * abs(first["baseline"])
+    assert result["folded_batchnorms"] == {"teacher": 9, "deployed_student": 9 + 3}
+    json.dumps(result)  # JSON-serialisable
+
+
+def test_bench_without_baseline_or_speedups():
+    result = run_bench("resnet8", "resnet8_w8", baseline=False, fold_bn=False, channels_last=False, **TINY)
+    assert result["train_images_per_s"] > 0 and result["infer_images_per_s"] > 0
+    assert result["train_speedup"] is None and result["baseline_train_images_per_s"] is None
+    assert result["folded_batchnorms"] == {"teacher": 0, "deployed_student": 0}
+
+
+@pytest.mark.skipif(not compile_available(), reason="torch.compile unavailable")
+def test_bench_compile_reports_compile_seconds():
+    # Dynamo's "eager" backend exercises the compile path in seconds (Inductor would take a minute).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = run_bench("resnet8", "resnet8_w8", compile_teacher=True, compile_student=True,
+                           compile_options={"backend": "eager"}, baseline=False, **TINY)
+    assert set(result["compile_seconds"]) == {"teacher", "student_train", "student_infer"}
+    assert all(v > 0 for v in result["compile_seconds"].values())
+
+
+def test_run_benchmarks_script_tiny(tmp_path):
+    # In-process (the script is a plain module with main(argv)): no second torch import.
+    spec = importlib.util.spec_from_file_location("run_benchmarks", ROOT / "benchmarks" / "run_benchmarks.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert script.main(["--tiny", "--threads", "1", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["rows"] and all(row["train_images_per_s"] > 0 for row in results["rows"])
+    readme = (tmp_path / "README.md").read_text()
+    assert "images/s" in readme and "speedup" in readme.lower()

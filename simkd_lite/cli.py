@@ -40,7 +40,29 @@ EXAMPLES = {
   simkd-lite data fetch cifar100             # needs internet""",
     "profiles": """examples:
   simkd-lite profiles""",
+    "bench": """examples:
+  simkd-lite bench                                             # resnet32x4 -> resnet8x4, batch 64, 32x32
+  simkd-lite bench --device cuda --amp --compile-teacher --json runs/bench.json
+  simkd-lite bench --teacher runs/teacher/last.pt --student resnet8 --image-size 28 --in-channels 1 --num-classes 10
+  simkd-lite bench --no-fold-bn --no-channels-last              # switch speed-ups off one by one""",
 }
+
+
+def _speedups(p: argparse.ArgumentParser) -> None:
+    """The switchable speed-ups (see simkd_lite/engine/fast.py); defaults come from the profile."""
+    g = p.add_argument_group("speed-ups (none changes results beyond float tolerance)")
+    g.add_argument("--no-fold-bn", dest="fold_bn", action="store_false", default=None,
+                   help="keep the teacher's BatchNorm layers instead of folding them into its convs")
+    g.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None,
+                   help="keep the NCHW memory format")
+    g.add_argument("--compile-teacher", action="store_true", default=None, help="torch.compile the teacher forward")
+    g.add_argument("--compile-student", action="store_true", default=None, help="torch.compile the student step")
+    g.add_argument("--amp", action="store_true", default=None, help="bf16 autocast (CUDA only)")
+    g.add_argument("--no-device-data", dest="device_data", action="store_false", default=None,
+                   help="augment image by image with torchvision (DataLoader) instead of as uint8 tensors on the device")
+
+
+SPEEDUPS = ("fold_bn", "channels_last", "compile_teacher", "compile_student", "amp", "device_data")
 
 
 def _common(p: argparse.ArgumentParser, *, dataset_default: str = "fashion_mnist") -> None:
@@ -55,6 +77,7 @@ def _common(p: argparse.ArgumentParser, *, dataset_default: str = "fashion_mnist
                    help="dataset folder (default: $SIMKD_LITE_DATA or ./data)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    _speedups(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,11 +127,27 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--quiet", action="store_true")
 
     add("profiles", "Print the table of recipes (quick and paper).")
+
+    bench = add("bench", "Images/s of SimKD training (the distill code path) and of the deployed student, "
+                         "against the official-style eager loop and evaluation.")
+    bench.add_argument("--teacher", default="resnet32x4", help="a model name (random weights) or a checkpoint")
+    bench.add_argument("--student", default="resnet8x4")
+    bench.add_argument("--batch-size", type=int, default=64)
+    bench.add_argument("--steps", type=int, default=20, help="timed steps per measurement (default: %(default)s)")
+    bench.add_argument("--repeats", type=int, default=1, help="alternate fast/official measurements, report medians")
+    bench.add_argument("--image-size", type=int, default=32)
+    bench.add_argument("--in-channels", type=int, default=3)
+    bench.add_argument("--num-classes", type=int, default=100)
+    bench.add_argument("--device")
+    bench.add_argument("--threads", type=int)
+    bench.add_argument("--json", help="also write the results to this JSON file")
+    _speedups(bench)
     return parser
 
 
 def _config(recipe_config, args):
     overrides = {"seed": args.seed, "device": args.device}
+    overrides.update({k: getattr(args, k) for k in SPEEDUPS if getattr(args, k, None) is not None})
     for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr")):
         if getattr(args, flag) is not None:
             overrides[field] = getattr(args, flag)
@@ -125,7 +164,8 @@ def cmd_demo(args) -> None:
     run_demo(args.dataset, args.profile, args.out, data_root=args.data_root, seed=args.seed, device=args.device,
              epochs=args.epochs, teacher=args.teacher, teacher_model=args.teacher_model,
              train_new_teacher=args.train_teacher, student_model=args.student, log=_log(args),
-             progress=False if args.quiet else None)
+             progress=False if args.quiet else None,
+             speedups={k: getattr(args, k) for k in SPEEDUPS if getattr(args, k) is not None})
     print(f"results: {Path(args.out) / 'results.json'}; figures: accuracy.png, curves.png, features.png")
 
 
@@ -207,8 +247,30 @@ def cmd_profiles(args) -> None:
     print(profile_table())
 
 
+def cmd_bench(args) -> None:
+    from pathlib import Path as _Path
+
+    from simkd_lite.engine.bench import run_bench
+
+    teacher = args.teacher
+    if _Path(teacher).is_file():  # a checkpoint: benchmark with its architecture and real weights
+        from simkd_lite.checkpoints import load_model
+
+        teacher, _ = load_model(teacher)
+    flags = {k: getattr(args, k) for k in SPEEDUPS if k != "device_data" and getattr(args, k) is not None}
+    result = run_bench(teacher, args.student, batch_size=args.batch_size, steps=args.steps, repeats=args.repeats,
+                       device=args.device, image_size=args.image_size, in_channels=args.in_channels,
+                       num_classes=args.num_classes, **flags)
+    text = json.dumps(result, indent=2)
+    if args.json:
+        _Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        _Path(args.json).write_text(text + "\n")
+    print(text)
+
+
 COMMANDS = {"demo": cmd_demo, "train-teacher": cmd_train_teacher, "distill": cmd_distill, "eval": cmd_eval,
-            "data": cmd_data, "profiles": cmd_profiles}
+            "data": cmd_data, "profiles": cmd_profiles,
+            "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -141,3 +141,21 @@ def test_profiles_table_and_paper_recipe():
     assert "quick" in profile_table() and "paper" in profile_table()
     with pytest.raises(ValueError, match="Available"):
         get_profile("quick", "imagenet")
+
+
+def test_fast_and_plain_paths_agree_within_float_tolerance(tmp_path, digits):
+    """Folded-BN channels_last teacher and channels_last student vs. the plain eager path, a few steps."""
+    plain = replace(TINY, epochs=1, fold_bn=False, channels_last=False, cache_teacher=False)
+    fast = replace(plain, fold_bn=True, channels_last=True)
+    finals = []
+    for config in (plain, fast):
+        torch.manual_seed(0)
+        teacher = create_model("resnet8", 10, 1)
+        distiller = create_distiller("simkd", create_model("resnet8_w8", 10, 1), teacher, factor=2)
+        history = fit(distiller, digits.train, digits.test, config, log=None)
+        finals.append((distiller.student.state_dict(), history[-1]))
+    (plain_weights, plain_history), (fast_weights, fast_history) = finals
+    for key, value in plain_weights.items():
+        if value.is_floating_point():
+            assert torch.allclose(value, fast_weights[key], rtol=1e-3, atol=1e-4), key
+    assert fast_history["loss_simkd"] == pytest.approx(plain_history["loss_simkd"], rel=1e-3)

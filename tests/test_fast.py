@@ -305,7 +305,7 @@ def test_distill_step_on_prepared_teacher_trains():
     prepared = prepare_teacher(teacher, channels_last=False)
     optimizer = make_optimizer([p for p in distiller.parameters() if p.requires_grad], TrainConfig(lr=0.05))
     x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
-    losses = [distill_step(distiller, x, y, optimizer, teacher=prepared)[2].item() for _ in range(5)]
+    losses = [distill_step(distiller.forward_train, x, y, optimizer, teacher=prepared)[2].item() for _ in range(5)]
     assert losses[-1] < losses[0]
 
 

@@ -45,6 +45,9 @@ class CIFAR100Local(datasets.CIFAR100):
 CIFAR_CLASSES = {"cifar10": CIFAR10Local, "cifar100": CIFAR100Local}
 
 
+CROP_PADDING = 4  # the official RandomCrop(32, padding=4)
+
+
 def _hint(name: str, root: Path) -> str:
     """How to get ``name`` into ``root``."""
     cls = CIFAR_CLASSES[name]
@@ -71,13 +74,14 @@ def _build(name: str, root: Path, augment: bool, download: bool):
     cls = CIFAR_CLASSES[name]
     _unpack_archive(name, root)
     mean, std = CIFAR_STATS[name]
-    train_tf, test_tf = image_transforms(mean, std, 32, 4, augment)
+    train_tf, test_tf = image_transforms(mean, std, 32, CROP_PADDING, augment)
     try:
         train = cls(str(root), train=True, transform=train_tf, download=download)
         test = cls(str(root), train=False, transform=test_tf)
     except (RuntimeError, URLError, OSError) as error:  # files missing, or the download failed
         raise DatasetNotFoundError(f"{name} not found in {root}/ ({error}). " + _hint(name, root)) from error
-    info = DatasetInfo(name, len(train.classes), 3, 32, mean, std, list(train.classes), len(train), len(test))
+    info = DatasetInfo(name, len(train.classes), 3, 32, mean, std, list(train.classes), len(train), len(test),
+                       crop_padding=CROP_PADDING)
     return train, test, info
 
 

@@ -32,6 +32,7 @@ class DatasetInfo:
     class_names: list[str]
     train_size: int
     test_size: int
+    crop_padding: int = 0  # the train augmentation's RandomCrop padding (0: no augmentation defined)
 
 
 @dataclass

@@ -26,6 +26,9 @@ FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 
 
+CROP_PADDING = 2  # RandomCrop(28, padding=2): the 28x28 analogue of CIFAR's 4 pixels on 32x32
+
+
 def _raw_folder(root: Path) -> Path:
     return Path(root) / "FashionMNIST" / "raw"  # torchvision's layout: <root>/<class name>/raw
 
@@ -90,9 +93,9 @@ def _fashion_mnist(root: Path, augment: bool, download: bool):
     """Train augmentation (if ``augment``): pad 2, random 28x28 crop, random horizontal flip."""
     if not ensure_fashion_mnist_files(root, download=download):
         raise DatasetNotFoundError("Fashion-MNIST not found. " + _hint(root))
-    train_tf, test_tf = image_transforms(FASHION_MNIST_MEAN, FASHION_MNIST_STD, 28, 2, augment)
+    train_tf, test_tf = image_transforms(FASHION_MNIST_MEAN, FASHION_MNIST_STD, 28, CROP_PADDING, augment)
     train = datasets.FashionMNIST(str(root), train=True, transform=train_tf)
     test = datasets.FashionMNIST(str(root), train=False, transform=test_tf)
     info = DatasetInfo("fashion_mnist", 10, 1, 28, FASHION_MNIST_MEAN, FASHION_MNIST_STD,
-                       list(train.classes), len(train), len(test))
+                       list(train.classes), len(train), len(test), crop_padding=2)
     return train, test, info

@@ -13,11 +13,15 @@ from simkd_lite.distillers.losses import align_feature_maps, cross_entropy, feat
 
 
 class HintRegressor(nn.Sequential):
-    """conv3x3(C_s -> C_t) + BN + ReLU: maps (N, C_s, H, W) to (N, C_t, H, W)."""
+    """conv1x1(C_s -> C_t) + BN + ReLU: maps (N, C_s, H, W) to (N, C_t, H, W).
+
+    This is the official `ConvReg` for maps of equal size (its kernel is 1 + H_s - H_t); when the
+    sizes differ we pool the larger map first (SimKD's alignment) instead of using strided convs.
+    """
 
     def __init__(self, student_channels: int, teacher_channels: int):
         super().__init__(
-            nn.Conv2d(student_channels, teacher_channels, 3, padding=1, bias=False),
+            nn.Conv2d(student_channels, teacher_channels, kernel_size=1),
             nn.BatchNorm2d(teacher_channels),
             nn.ReLU(inplace=True),
         )

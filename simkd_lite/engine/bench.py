@@ -159,7 +159,7 @@ def run_bench(teacher: str | nn.Module, student: str, *, batch_size: int = 64, s
     def fast_step() -> int:
         x, y = next(fast_data)
         x = x.contiguous(memory_format=memory_format)
-        _, _, loss = distill_step(distiller, x, y, fast_optimizer, teacher=prepared, amp=amp)
+        _, _, loss = distill_step(distiller.forward_train, x, y, fast_optimizer, teacher=prepared, amp=amp)
         first_loss.setdefault("fast", loss.item())
         return len(y)
 

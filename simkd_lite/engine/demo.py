@@ -30,14 +30,14 @@ def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | 
              data_root: str | Path = "data", seed: int = 0, device: str | None = None, epochs: int | None = None,
              teacher: str | Path | None = None, teacher_model: str | None = None, train_new_teacher: bool = False,
              student_model: str | None = None, methods=DEMO_METHODS, figures: bool = True, log=print,
-             progress=None) -> dict:
+             progress=None, speedups: dict | None = None) -> dict:
     """Run the whole comparison; returns (and writes) the results dict of `OUT/results.json`."""
     started = time.perf_counter()
     out = Path(out)
     recipe = get_profile(profile, dataset)
     student_model = student_model or recipe.student_model
     config = replace(recipe.student_config(student_model), seed=seed, device=device,
-                     **({"epochs": epochs} if epochs else {}))
+                     **({"epochs": epochs} if epochs else {}), **(speedups or {}))
     write_config(out, job="demo", dataset=dataset, profile=profile, teacher_model=recipe.teacher_model,
                  student_model=student_model, train_subset=recipe.train_subset, student_train=config,
                  method_options=recipe.method_options)

@@ -37,7 +37,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils.data import Subset
 
 from simkd_lite.distillers import Distiller, TeacherOutputs, total_loss
-from simkd_lite.engine.trainer import _epoch_generator
+from simkd_lite.engine import distributed as ddp
+from simkd_lite.engine.runtime import epoch_order
 
 # ============================================================================ BatchNorm folding
 
@@ -386,18 +387,23 @@ def teacher_outputs(teacher: nn.Module, x: Tensor) -> TeacherOutputs:
     return TeacherOutputs(features, teacher.forward_head(features))
 
 
-def distill_step(distiller: Distiller, x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer, *,
-                 teacher: nn.Module | None = None, amp: bool = False) -> tuple[Tensor, dict[str, Tensor], Tensor]:
-    """One optimisation step, exactly the loop body of `trainer.fit` (minus the NaN guard and logging).
+def distill_step(forward_train: Callable, x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer, *,
+                 teacher: nn.Module | None = None, teacher_out: TeacherOutputs | None = None, amp: bool = False,
+                 guard: Callable[[Tensor], None] | None = None) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+    """One optimisation step: the loop body of `trainer.fit`, also timed by `bench`.
 
-    `teacher` (e.g. a `prepare_teacher` result) runs under no_grad and its outputs go to
-    `forward_train`; without it the distiller's own frozen teacher runs (if any).
+    `forward_train` is a distiller's `forward_train` (or its DDP wrapper). Teacher outputs come from
+    `teacher_out` (cached), else from `teacher` (e.g. a `prepare_teacher` result) under no_grad, else
+    the distiller runs its own frozen teacher. `guard(loss)` runs before backward (the NaN check).
     Returns (logits, named losses, total loss).
     """
     with autocast_context(x.device, amp):
-        outputs = teacher_outputs(teacher, x) if teacher is not None else None
-        logits, losses = distiller.forward_train(x, y, outputs)
+        if teacher_out is None and teacher is not None:
+            teacher_out = teacher_outputs(teacher, x)
+        logits, losses = forward_train(x, y, teacher_out)
         loss = total_loss(losses)
+    if guard is not None:
+        guard(loss)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -537,10 +543,10 @@ class DeviceTensorBatches:
         self.batch_size, self.seed = batch_size, seed
 
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        return math.ceil(math.ceil(len(self.labels) / ddp.world_size()) / self.batch_size)
 
     def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor, None]]:
-        order = torch.randperm(len(self.labels), generator=_epoch_generator(self.seed, epoch)).to(self.device)
+        order = epoch_order(len(self.labels), self.seed, epoch).to(self.device)
         generator = _augment_generator(self.seed, epoch, self.device) if self.augment is not None else None
         for idx in order.split(self.batch_size):
             x = self.images[idx]

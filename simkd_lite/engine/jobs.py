@@ -19,6 +19,7 @@ from simkd_lite.data.core import DatasetInfo
 from simkd_lite.distillers import SimKDStudent, create_distiller
 from simkd_lite.engine.pretrained import shipped_teacher
 from simkd_lite.engine.distributed import is_main_process
+from simkd_lite.engine.fast import GpuAugment
 from simkd_lite.engine.runtime import seed_everything, select_device
 from simkd_lite.engine.trainer import TrainConfig, fit, predict, top1
 from simkd_lite.models import count_parameters, create_model
@@ -31,6 +32,11 @@ def write_config(out: Path, **sections) -> None:
     out.mkdir(parents=True, exist_ok=True)
     plain = {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in sections.items()}
     (out / "config.json").write_text(json.dumps(plain, indent=2, default=str) + "\n")
+
+
+def on_device_augment(info: DatasetInfo, config: TrainConfig) -> GpuAugment | None:
+    """The dataset's own crop + flip recipe as batched tensor ops on the training device (GPU or CPU)."""
+    return GpuAugment(info.mean, info.std, padding=info.crop_padding) if config.augment and info.crop_padding else None
 
 
 def describe(config: TrainConfig) -> str:
@@ -49,7 +55,7 @@ def train_teacher(dataset: str, model_name: str, config: TrainConfig, out: str |
     distiller = create_distiller("vanilla", model)
     meta = {"model_name": model_name, "dataset": asdict(bundle.info)}
     history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, meta=meta, log=log, progress=progress,
-                  label="teacher")
+                  label="teacher", gpu_augment=on_device_augment(bundle.info, config))
     return {"model": model_name, "top1": history[-1]["test_top1"] if history else None,
             "params": count_parameters(model), "history": history, "checkpoint": str(out / "last.pt")}
 
@@ -94,7 +100,7 @@ def distill_student(method: str, student_model: str, teacher_net: nn.Module | No
             "teacher_model": getattr(teacher_net, "model_name", None) if method != "vanilla" else None}
     started = time.perf_counter()
     history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, meta=meta, log=log,
-                  progress=progress, **(shared or {}))
+                  progress=progress, gpu_augment=on_device_augment(info, config), **(shared or {}))
     seconds = time.perf_counter() - started
     if method == "simkd" and is_main_process():
         distiller.export().save(out / "student.pt")

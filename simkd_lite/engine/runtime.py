@@ -5,6 +5,10 @@ import random
 
 import numpy as np
 import torch
+from torch import Tensor
+from torch.utils.data import DistributedSampler
+
+from simkd_lite.engine import distributed as ddp
 
 
 def select_device(requested: str | None = None) -> torch.device:
@@ -49,3 +53,18 @@ def restore_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    # The shuffling order depends only on (seed, epoch): a resumed run replays it exactly.
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> Tensor:
+    """This process's sample indices for one epoch: a seeded permutation, or under DDP this rank's
+    shard of one (DistributedSampler pads so that every rank gets the same number of batches)."""
+    if ddp.is_distributed():
+        sampler = DistributedSampler(range(n), ddp.world_size(), ddp.rank(), shuffle=True, seed=seed)
+        sampler.set_epoch(epoch)
+        return torch.tensor(list(sampler))
+    return torch.randperm(n, generator=epoch_generator(seed, epoch))

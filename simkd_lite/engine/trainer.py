@@ -27,7 +27,10 @@ from tqdm.auto import tqdm
 from simkd_lite.checkpoints import atomic_save, read_checkpoint
 from simkd_lite.distillers import Distiller, FrozenTeacher, TeacherOutputs, total_loss
 from simkd_lite.engine import distributed as ddp
-from simkd_lite.engine.runtime import restore_rng_state, rng_state, seed_everything, select_device
+from simkd_lite.engine.fast import (DeviceTensorBatches, GpuAugment, distill_step, maybe_compile, prepare_teacher,
+                                    to_uint8_tensors)
+from simkd_lite.engine.runtime import (epoch_generator, epoch_order, restore_rng_state, rng_state, seed_everything,
+                                       select_device)
 
 
 class TrainingDivergedError(RuntimeError):
@@ -54,6 +57,13 @@ class TrainConfig:
     device: str | None = None
     eval_batch_size: int = 1000
     num_workers: int = 0
+    # Speed-ups: each one switchable, none changes results beyond float tolerance (tests/test_fast.py).
+    fold_bn: bool = True  # the frozen teacher with BatchNorm folded into its convs
+    channels_last: bool = True  # NHWC memory format for teacher, student and inputs
+    compile_teacher: bool = False  # torch.compile the teacher forward (one-off cost, logged)
+    compile_student: bool = False  # torch.compile the student's training step
+    amp: bool = False  # bf16 autocast on CUDA only (on this project's CPUs bf16 is ~9x slower)
+    device_data: bool = True  # augmentation: uint8 data on the device (GPU or CPU), crop/flip/normalise in batches
     method_options: dict = field(default_factory=dict)
 
 
@@ -73,21 +83,6 @@ def cache_teacher_outputs(teacher: FrozenTeacher, images: Tensor, device: torch.
     """One frozen-teacher pass over fixed images; the result is reused every epoch."""
     outs = [teacher(images[i:i + batch_size].to(device)) for i in range(0, len(images), batch_size)]
     return TeacherOutputs(torch.cat([o.features for o in outs]).cpu(), torch.cat([o.logits for o in outs]).cpu())
-
-
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    # The shuffling order depends only on (seed, epoch): a resumed run replays it exactly.
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> Tensor:
-    """This process's sample indices for one epoch: a seeded permutation, or under DDP this rank's
-    shard of one (DistributedSampler pads so that every rank gets the same number of batches)."""
-    if ddp.is_distributed():
-        sampler = DistributedSampler(range(n), ddp.world_size(), ddp.rank(), shuffle=True, seed=seed)
-        sampler.set_epoch(epoch)
-        return torch.tensor(list(sampler))
-    return torch.randperm(n, generator=_epoch_generator(seed, epoch))
 
 
 class TensorBatches:
@@ -123,7 +118,7 @@ class LoaderBatches:
             sampler.set_epoch(epoch)
             options = {"sampler": sampler}
         else:
-            options = {"shuffle": True, "generator": _epoch_generator(self.seed, epoch)}
+            options = {"shuffle": True, "generator": epoch_generator(self.seed, epoch)}
         loader = DataLoader(self.dataset, batch_size=self.batch_size, num_workers=self.num_workers,
                             pin_memory=self.pin_memory, **options)
         for x, y in loader:
@@ -197,7 +192,8 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
         out_dir: str | Path | None = None, *, resume: bool = False, meta: dict | None = None,
         progress: bool | None = None, log: Callable[[str], None] | None = print,
         test_tensors: tuple[Tensor, Tensor] | None = None, train_tensors: tuple[Tensor, Tensor] | None = None,
-        teacher_cache: TeacherOutputs | None = None, label: str | None = None) -> list[dict]:
+        teacher_cache: TeacherOutputs | None = None, label: str | None = None,
+        gpu_augment: GpuAugment | None = None) -> list[dict]:
     """Train `distiller` for `config.epochs` epochs; returns the per-epoch history.
 
     `meta` is stored in every checkpoint (e.g. `model_name`, `dataset`). With `resume=True` and an
@@ -205,6 +201,8 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
     `progress=None` shows tqdm bars only on a terminal or in a notebook.
     `test_tensors`, `train_tensors` and `teacher_cache` let several runs share data prepared once.
     `label` names the run in progress bars and logs (default: the method).
+    `gpu_augment` is the batched on-device augmentation used when `config.device_data` (see fast.py);
+    datasets without uint8 arrays (or --no-device-data) go through a DataLoader, pinned on CUDA.
     """
     label = label or distiller.method
     device = select_device(config.device)
@@ -221,8 +219,18 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
         say(f"DDP: world size {ddp.world_size()} ({torch.distributed.get_backend()}), "
             f"batch size {config.batch_size} per process")
 
+    if distiller.teacher is not None and (config.fold_bn or config.channels_last or config.compile_teacher):
+        distiller.teacher = FrozenTeacher(prepare_teacher(distiller.teacher.model, fold_bn=config.fold_bn,
+                                                          channels_last=config.channels_last,
+                                                          compile=config.compile_teacher))
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    distiller.to(memory_format=memory_format)
+
     test_x, test_y = test_tensors if test_tensors is not None else materialize(test_set)
-    if config.augment:
+    uint8_data = _uint8_tensors(train_set) if config.augment and config.device_data and gpu_augment else None
+    if uint8_data is not None:
+        batches = DeviceTensorBatches(*uint8_data, gpu_augment, config.batch_size, config.seed, device)
+    elif config.augment:
         batches = LoaderBatches(train_set, config.batch_size, config.seed, config.num_workers,
                                 pin_memory=device.type == "cuda")
     else:
@@ -234,7 +242,7 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
             say(f"cached teacher outputs for {len(train_x)} images in {time.perf_counter() - start:.1f}s")
         batches = TensorBatches(train_x, train_y, cached, config.batch_size, config.seed)
 
-    train_step = distiller.forward_train
+    train_step = maybe_compile(distiller.forward_train, config.compile_student)
     if ddp.is_distributed():
         train_step = DistributedDataParallel(ddp.TrainStep(distiller),
                                              device_ids=[device.index] if device.type == "cuda" else None)
@@ -256,19 +264,20 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
         correct = seen = 0
         bar = tqdm(batches.epoch(epoch), total=len(batches), leave=False, disable=_quiet(progress), unit="batch")
         for step, (x, y, teacher_out) in enumerate(bar):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            y = y.to(device, non_blocking=True)
             if teacher_out is not None:
                 teacher_out = TeacherOutputs(teacher_out.features.to(device), teacher_out.logits.to(device))
-            logits, losses = train_step(x, y, teacher_out)
-            loss = total_loss(losses)
-            if not torch.isfinite(loss):
-                where = f"{last_path} (after epoch {epoch})" if last_path and last_path.exists() else "none yet"
-                raise TrainingDivergedError(
-                    f"The loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; training stopped. "
-                    f"Last good checkpoint: {where}. Try a lower --lr.")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+
+            def stop_on_nan(loss: Tensor) -> None:
+                if not torch.isfinite(loss):
+                    where = f"{last_path} (after epoch {epoch})" if last_path and last_path.exists() else "none yet"
+                    raise TrainingDivergedError(
+                        f"The loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; training stopped. "
+                        f"Last good checkpoint: {where}. Try a lower --lr.")
+
+            logits, losses, loss = distill_step(train_step, x, y, optimizer, teacher_out=teacher_out, amp=config.amp,
+                                                guard=stop_on_nan)
             if schedule_unit == "step":
                 scheduler.step()
             for name, value in losses.items():
@@ -280,6 +289,9 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
         ddp.sync_buffers(distiller)  # every rank evaluates and saves rank 0's BN statistics
 
         test_acc = top1(predict(distiller, test_x, device, config.eval_batch_size), test_y)
+        compiled = getattr(distiller.teacher.model, "compile_seconds", None) if distiller.teacher else None
+        if compiled is not None and epoch == start_epoch:
+            say(f"teacher compiled in {compiled:.1f}s (one-off cost, included in epoch {epoch + 1})")
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                   **{f"loss_{k}": v / seen for k, v in sums.items()},
                   "train_top1": 100.0 * correct / seen, "test_top1": test_acc,
@@ -310,6 +322,14 @@ def _record_replica_agreement(distiller: Distiller, last_path: Path | None, say)
         state["replica_digests"] = digests
         atomic_save(state, last_path)
     ddp.barrier()
+
+
+def _uint8_tensors(dataset: Dataset) -> tuple[Tensor, Tensor] | None:
+    """The raw uint8 images and labels behind a torchvision dataset (or Subset), if it has them."""
+    try:
+        return to_uint8_tensors(dataset)
+    except TypeError:  # e.g. digits, which stores float images
+        return None
 
 
 def _quiet(progress: bool | None) -> bool | None:

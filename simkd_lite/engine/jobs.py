@@ -40,7 +40,7 @@ def on_device_augment(info: DatasetInfo, config: TrainConfig) -> GpuAugment | No
 
 
 def describe(config: TrainConfig) -> str:
-    return ", ".join(f"{k}={v}" for k, v in asdict(config).items() if k != "method_options")
+    return ", ".join(f"{k}={v}" for k, v in asdict(config).items())
 
 
 def train_teacher(dataset: str, model_name: str, config: TrainConfig, out: str | Path, *, data_root: str | Path = "data",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -64,7 +64,6 @@ class TrainConfig:
     compile_student: bool = False  # torch.compile the student's training step
     amp: bool = False  # bf16 autocast on CUDA only (on this project's CPUs bf16 is ~9x slower)
     device_data: bool = True  # augmentation: uint8 data on the device (GPU or CPU), crop/flip/normalise in batches
-    method_options: dict = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------ data

@@ -207,8 +207,7 @@ def cmd_distill(args) -> None:
     write_config(out, job="distill", method=args.method, dataset=args.dataset, profile=args.profile,
                  student_model=student_model, teacher=source, train_subset=recipe.train_subset,
                  method_options=options, train=config)
-    print(f"distill: {args.method} | student {student_model} | teacher {source} | {args.dataset} | {config}") \
-        if not args.quiet else None
+    _log(args)(f"distill: {args.method} | student {student_model} | teacher {source} | {args.dataset} | {config}")
     result = distill_student(args.method, student_model, teacher_net, bundle, config, out, options=options,
                              resume=args.resume, log=_log(args), progress=False if args.quiet else None)
     saved = f"; deployable student: {out / 'student.pt'}" if args.method == "simkd" else ""
@@ -248,12 +247,10 @@ def cmd_profiles(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from pathlib import Path as _Path
-
     from simkd_lite.engine.bench import run_bench
 
     teacher = args.teacher
-    if _Path(teacher).is_file():  # a checkpoint: benchmark with its architecture and real weights
+    if Path(teacher).is_file():  # a checkpoint: benchmark with its architecture and real weights
         from simkd_lite.checkpoints import load_model
 
         teacher, _ = load_model(teacher)
@@ -263,8 +260,8 @@ def cmd_bench(args) -> None:
                        num_classes=args.num_classes, **flags)
     text = json.dumps(result, indent=2)
     if args.json:
-        _Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        _Path(args.json).write_text(text + "\n")
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text + "\n")
     print(text)
 
 

@@ -23,7 +23,7 @@ import math
 import torch
 import torch.nn as nn
 
-from .registry import register_model
+from .registry import ZooModel, register_model
 
 # (expand ratio t, output channels c, repeats n, first stride s) per group of blocks;
 # `None` stands for the model's expand ratio (6 in all official models).
@@ -73,7 +73,7 @@ class InvertedResidual(nn.Module):
         return x + out if self.use_residual else out
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(ZooModel):
     """MobileNetV2 for small images.
 
     Args:
@@ -136,10 +136,6 @@ class MobileNetV2(nn.Module):
         """(N, 320w, h, w) -> logits (N, num_classes): conv2 (to 1280), pool, classifier."""
         x = self.avgpool(self.conv2(features))
         return self.classifier(torch.flatten(x, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_channels, H, W) -> logits (N, num_classes)."""
-        return self.forward_head(self.forward_features(x))
 
     def get_classifier(self) -> nn.Linear:
         return self.classifier[0]

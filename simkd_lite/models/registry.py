@@ -20,6 +20,18 @@ from typing import Callable
 
 import torch.nn as nn
 
+class ZooModel(nn.Module):
+    """The uniform (timm-style) API of every zoo model.
+
+    Subclasses define `forward_features(x)` (the last spatial map, official `feat[-2]`),
+    `forward_head(features)` and `get_classifier()`; the logits are always their composition.
+    """
+
+    def forward(self, x):
+        """(N, in_channels, H, W) -> logits (N, num_classes)."""
+        return self.forward_head(self.forward_features(x))
+
+
 # A factory builds a fresh, randomly initialised model: factory(num_classes=..., in_channels=...).
 ModelFactory = Callable[..., nn.Module]
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .registry import register_model
+from .registry import ZooModel, register_model
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -73,7 +73,7 @@ def _make_stage(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Seq
     return nn.Sequential(*layers)
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(ZooModel):
     """ResNet for small images; any depth = 6n + 2 and any four widths.
 
     Args:
@@ -128,10 +128,6 @@ class CifarResNet(nn.Module):
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """(N, num_filters[3], h, w) -> logits (N, num_classes): global average pool, then fc."""
         return self.fc(torch.flatten(self.avgpool(features), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_channels, H, W) -> logits (N, num_classes)."""
-        return self.forward_head(self.forward_features(x))
 
     def get_classifier(self) -> nn.Linear:
         """The final Linear layer (the classifier SimKD reuses when this net is the teacher)."""

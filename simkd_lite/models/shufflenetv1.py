@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .registry import register_model
+from .registry import ZooModel, register_model
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -73,7 +73,7 @@ class Bottleneck(nn.Module):
         return F.relu(out)
 
 
-class ShuffleNetV1(nn.Module):
+class ShuffleNetV1(ZooModel):
     """ShuffleNet V1 for small images.
 
     Args:
@@ -122,10 +122,6 @@ class ShuffleNetV1(nn.Module):
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """(N, 960, h, w) -> logits (N, num_classes): global average pool, then linear."""
         return self.linear(torch.flatten(F.adaptive_avg_pool2d(features, 1), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_channels, H, W) -> logits (N, num_classes)."""
-        return self.forward_head(self.forward_features(x))
 
     def get_classifier(self) -> nn.Linear:
         return self.linear

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .registry import register_model
+from .registry import ZooModel, register_model
 from .shufflenetv1 import channel_shuffle
 
 
@@ -96,7 +96,7 @@ class DownBlock(nn.Module):
         return channel_shuffle(torch.cat([left, right], 1), groups=2)
 
 
-class ShuffleNetV2(nn.Module):
+class ShuffleNetV2(ZooModel):
     """ShuffleNetV2 for small images.
 
     Args:
@@ -142,10 +142,6 @@ class ShuffleNetV2(nn.Module):
         """(N, c[2], h, w) -> logits (N, num_classes): conv2-bn2-ReLU, pool, linear."""
         x = F.relu(self.bn2(self.conv2(features)))
         return self.linear(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_channels, H, W) -> logits (N, num_classes)."""
-        return self.forward_head(self.forward_features(x))
 
     def get_classifier(self) -> nn.Linear:
         return self.linear

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .registry import register_model
+from .registry import ZooModel, register_model
 
 # Output widths of the convolutions of each of the five blocks.
 VGG8_CFG = ((64,), (128,), (256,), (512,), (512,))
@@ -43,7 +43,7 @@ def _make_block(widths: Sequence[int], in_channels: int) -> nn.Sequential:
     return nn.Sequential(*layers[:-1])  # the last ReLU is applied in forward
 
 
-class VGG(nn.Module):
+class VGG(ZooModel):
     """VGG-BN for small images.
 
     Args:
@@ -102,10 +102,6 @@ class VGG(nn.Module):
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """(N, 512, h, w) -> logits (N, num_classes): global average pool, then classifier."""
         return self.classifier(torch.flatten(self.pool4(features), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_channels, H, W) -> logits (N, num_classes)."""
-        return self.forward_head(self.forward_features(x))
 
     def get_classifier(self) -> nn.Linear:
         return self.classifier

@@ -49,9 +49,11 @@ SIMKD_PROFILE=paper papermill NOTEBOOK.ipynb out.ipynb -p DATASET cifar100 -p TE
 """
 
 THREADS_NOTE = """
-`CPU_THREADS = 1`: on a small CPU shared with other work, one PyTorch thread per process was measured to be
-several times faster than the default for these tiny models (threads fight over cores); it also makes CPU
-runs bitwise repeatable from one machine load to the next. Set `None` to keep PyTorch's default.
+`CPU_THREADS = 1`: on a small CPU shared with other work, one thread per process was measured to be many
+times faster than the defaults — for PyTorch with these tiny models, and even more for scikit-learn's t-SNE,
+whose OpenMP threads wait for each other when the cores are busy — so the set-up cell limits PyTorch and
+the BLAS/OpenMP pools (`threadpoolctl`). It also makes CPU runs repeatable whatever the machine's load.
+Set `None` to keep the libraries' defaults.
 """
 
 TEACHER_HELPER = '''
@@ -154,6 +156,7 @@ def quickstart():
 
         import matplotlib.pyplot as plt
         import torch
+        from threadpoolctl import threadpool_limits
 
         from simkd_lite import SimKDStudent, viz
         from simkd_lite.checkpoints import load_model
@@ -166,8 +169,9 @@ def quickstart():
         from simkd_lite.engine.trainer import cache_teacher_outputs, materialize, predict, top1
         from simkd_lite.models import count_parameters
 
-        if CPU_THREADS:
+        if CPU_THREADS:  # PyTorch's threads, and the BLAS/OpenMP pools of NumPy and scikit-learn (t-SNE)
             torch.set_num_threads(CPU_THREADS)
+            threadpool_limits(CPU_THREADS)
         seed_everything(SEED)
         device = select_device(DEVICE)
         recipe = get_profile(PROFILE, DATASET)
@@ -261,7 +265,8 @@ def quickstart():
         recipe (notebook 03).
 
         **Try next**
-        * `DATASET = "fashion_mnist"` (uses the shipped teacher when present; a minute or two on a CPU).
+        * `DATASET = "fashion_mnist"`: the shipped teacher and the quick Fashion-MNIST recipe (`simkd-lite profiles`
+          lists it); several minutes on a CPU instead of seconds.
         * Change `SEED` and see how much the two students move: is the difference larger than the noise?
         * Notebook 01 trains and inspects teachers, 02 dissects the projector, 03 compares SimKD with KD and
           FitNet and measures speed, 04 looks at the feature space, 05 lets you implement SimKD yourself.
@@ -305,6 +310,7 @@ FASHION_TEST_SUBSET = 1000     # test images used to re-measure the shipped Fash
         import matplotlib.pyplot as plt
         import pandas as pd
         import torch
+        from threadpoolctl import threadpool_limits
 
         from simkd_lite import analysis, create_model, viz
         from simkd_lite.checkpoints import load_model, read_checkpoint, save_teacher
@@ -318,8 +324,9 @@ FASHION_TEST_SUBSET = 1000     # test images used to re-measure the shipped Fash
         from simkd_lite.engine.trainer import materialize, predict, top1
         from simkd_lite.models import OFFICIAL_CIFAR_MODELS, count_parameters
 
-        if CPU_THREADS:
+        if CPU_THREADS:  # PyTorch's threads, and the BLAS/OpenMP pools of NumPy and scikit-learn (t-SNE)
             torch.set_num_threads(CPU_THREADS)
+            threadpool_limits(CPU_THREADS)
         seed_everything(SEED)
         device = select_device(DEVICE)
         recipe = get_profile(PROFILE, DATASET)
@@ -388,7 +395,7 @@ FASHION_TEST_SUBSET = 1000     # test images used to re-measure the shipped Fash
           the target the student approaches as the feature error shrinks (notebook 04 plots this).
         * **A classifier that reads the last feature map directly.** SimKD copies $g_T$ and feeds it the pooled
           projected map. Networks with a layer between that map and the classifier (MobileNetV2's final 1×1
-          conv to 1280 channels, ShuffleNetV2's conv5) cannot be SimKD teachers; `simkd_lite` says so.
+          conv to 1280 channels, ShuffleNetV2's final conv) cannot be SimKD teachers; `simkd_lite` says so.
         * **Feature-map shape.** The teacher's channels $t$ set the projector's size
           ($s m + 9m^2 + m t + 4m + 2t$ with $m = t/\\text{factor}$, notebook 02) and its spatial size decides
           which map gets pooled.
@@ -405,10 +412,16 @@ FASHION_TEST_SUBSET = 1000     # test images used to re-measure the shipped Fash
                 s = analysis.projector_summary(name, "resnet8x4", factor=2)
                 rows.append({"teacher": name, "parameters": s["teacher_params"], "feature map": s["teacher_map"],
                              "SimKD teacher?": "yes", "projector params (f=2)": s["projector_params"],
-                             "compression vs. student+projector": round(s["compression_ratio"], 2)})
-            except ValueError as err:
-                rows.append({"teacher": name, "SimKD teacher?": "no: classifier does not read the last map"})
-        pd.DataFrame(rows).set_index("teacher")
+                             "teacher / deployed student params": round(s["compression_ratio"], 2)})
+            except ValueError:
+                with torch.device("meta"):  # shapes only
+                    net = create_model(name, num_classes=100)
+                    feature_map = tuple(net.forward_features(torch.empty(1, 3, 32, 32)).shape[1:])
+                rows.append({"teacher": name, "parameters": count_parameters(net), "feature map": feature_map,
+                             "SimKD teacher?": "no: a layer sits between this map and the classifier"})
+        table = pd.DataFrame(rows).set_index("teacher")
+        table["projector params (f=2)"] = table["projector params (f=2)"].astype("Int64")
+        table
         '''),
         code('''
         # The library refuses such a teacher with an explanation (rather than failing somewhere later):
@@ -496,7 +509,8 @@ FASHION_TEST_SUBSET = 1000     # test images used to re-measure the shipped Fash
 
         **Try next**
         * Point `TEACHER_CHECKPOINT` at an official `resnet32x4_best.pth` and `DATA_ROOT` at CIFAR-100.
-        * Train a weaker teacher (`EPOCHS = 3`) and distil from it in notebook 00: the SimKD student follows.
+        * Train a weaker teacher (`EPOCHS = 3`) and pass its `last.pt` as `TEACHER_CHECKPOINT` to notebook 00: does
+          the SimKD student follow it down?
         * In the table, compare the compression ratios of ResNet-32x4 and VGG-13 teachers for the same student.
         """),
     ]
@@ -554,6 +568,7 @@ def projector_design():
         import matplotlib.pyplot as plt
         import pandas as pd
         import torch
+        from threadpoolctl import threadpool_limits
         from torch import nn
 
         from simkd_lite import SimKD, analysis, create_distiller, create_model, viz, widgets
@@ -567,8 +582,9 @@ def projector_design():
         from simkd_lite.engine.trainer import TrainConfig, cache_teacher_outputs, fit, materialize, predict, top1
         from simkd_lite.models import count_parameters
 
-        if CPU_THREADS:
+        if CPU_THREADS:  # PyTorch's threads, and the BLAS/OpenMP pools of NumPy and scikit-learn (t-SNE)
             torch.set_num_threads(CPU_THREADS)
+            threadpool_limits(CPU_THREADS)
         seed_everything(SEED)
         device = select_device(DEVICE)
         print("device", device)
@@ -607,8 +623,8 @@ def projector_design():
         ## 2. Parameter count and compression
 
         The closed form must agree with counting the module's parameters, and for ResNet-32x4 → ResNet-8x4
-        it must give the numbers stated by the SimKD authors for factors 2, 4 and 8 (from `GUIDE.md` §1:
-        214,016, 70,400 and 26,240). The table covers the paper's three students of a ResNet-32x4 teacher.
+        it must give the parameter counts known for the official code at factors 2, 4 and 8: 214,016, 70,400
+        and 26,240. The table covers the paper's three students of a ResNet-32x4 teacher.
         *Compression ratio* = teacher parameters / deployed student parameters, where the deployed student is
         encoder + projector + the copied teacher classifier (the student's own classifier is dropped).
         """),
@@ -783,14 +799,15 @@ def gpu_distillation():
         teacher — and compares SimKD with the classic baselines under the same budget:
 
         * **vanilla**: $\\mathcal{L} = \\mathcal{L}_{CE}(s(x), y)$;
-        * **KD** (Hinton et al.): $\\mathcal{L} = 0.1\\,\\mathcal{L}_{CE} + 0.9\\,T^2\\,\\mathrm{KL}\\big(\\sigma(z_T/T)\\,\\|\\,\\sigma(z_S/T)\\big)$, $T=4$;
-        * **FitNet**: $\\mathcal{L} = \\mathcal{L}_{CE} + 100\\,\\| r(f_S(x)) - f_T(x) \\|^2$ with a regressor $r$;
+        * **KD** (Hinton et al.): $\\mathcal{L} = a\\,\\mathcal{L}_{CE} + b\\,T^2\\,\\mathrm{KL}\\big(\\sigma(z_T/T)\\,\\|\\,\\sigma(z_S/T)\\big)$
+          (official CIFAR-100 scripts: $a=0.1$, $b=0.9$, $T=4$);
+        * **FitNet**: $\\mathcal{L} = \\mathcal{L}_{CE} + w\\,\\| r(f_S(x)) - f_T(x) \\|^2$ with a regressor $r$ (official $w=100$);
         * **SimKD**: $\\mathcal{L} = \\| P(f_S(x)) - f_T(x) \\|^2$ only, predictions through the teacher's classifier.
         """),
         md("## Parameters\n" + PROFILES_NOTE + """
-        With `PROFILE="paper"`, `DATASET="cifar100"` and a ResNet-32x4 `TEACHER_CHECKPOINT`, section 4 runs
-        the official recipe for ResNet-8x4 students (240 epochs each; about 21 s per epoch on one RTX 2080 Ti
-        according to the official logs) and compares SimKD with the paper's published 78.08%.
+        With `PROFILE="paper"`, `DATASET="cifar100"` and a ResNet-32x4 `TEACHER_CHECKPOINT`, section 3 trains
+        the ResNet-8x4 students with the official recipe (240 epochs each; the official code reports 1 h 24 min
+        for SimKD on one RTX 2080 Ti) and section 4 compares SimKD with the paper's published 78.08%.
         `BENCH_IMAGES` is the number of test images timed for throughput.
         """ + THREADS_NOTE),
         params("import os\n\n" + textwrap.dedent(STANDARD_PARAMS).strip() + '''
@@ -800,12 +817,13 @@ BENCH_STEPS = 10          # timed steps of engine.bench.run_bench'''),
         code('''
         import json
         import platform
-        from dataclasses import replace
+        from dataclasses import fields, replace
         from pathlib import Path
 
         import matplotlib.pyplot as plt
         import pandas as pd
         import torch
+        from threadpoolctl import threadpool_limits
 
         from simkd_lite import analysis, create_model, viz
         from simkd_lite.checkpoints import load_model
@@ -819,8 +837,9 @@ BENCH_STEPS = 10          # timed steps of engine.bench.run_bench'''),
         from simkd_lite.engine.runtime import seed_everything, select_device
         from simkd_lite.engine.trainer import cache_teacher_outputs, materialize, predict, top1
 
-        if CPU_THREADS:
+        if CPU_THREADS:  # PyTorch's threads, and the BLAS/OpenMP pools of NumPy and scikit-learn (t-SNE)
             torch.set_num_threads(CPU_THREADS)
+            threadpool_limits(CPU_THREADS)
         seed_everything(SEED)
         recipe = get_profile(PROFILE, DATASET)
         config = replace(recipe.student_config(), seed=SEED, device=DEVICE, **({"epochs": EPOCHS} if EPOCHS else {}))
@@ -847,9 +866,9 @@ BENCH_STEPS = 10          # timed steps of engine.bench.run_bench'''),
         md("""
         ## 2. What changes on a GPU
 
-        * **Mixed precision (AMP).** `torch.autocast` runs convolutions in bfloat16/float16 on tensor cores
-          (roughly twice the float32 throughput) while keeping reductions such as SimKD's MSE in float32. With
-          float16 a `GradScaler` keeps small gradients from underflowing; bfloat16 needs none.
+        * **Mixed precision (AMP).** `torch.autocast` runs convolutions in bfloat16/float16 on tensor cores,
+          which have far more half-precision throughput, while keeping reductions such as SimKD's MSE in
+          float32. With float16 a `GradScaler` keeps small gradients from underflowing; bfloat16 needs none.
         * **channels_last.** Tensor-core convolutions prefer NHWC memory; converting the models and inputs
           once avoids a layout conversion in every layer.
         * **Data on the GPU, augmented there.** CIFAR-100's 50,000 training images are 150 MB as uint8: they fit
@@ -867,7 +886,9 @@ BENCH_STEPS = 10          # timed steps of engine.bench.run_bench'''),
         bundle = load_dataset(DATASET, DATA_ROOT, train_subset=recipe.train_subset, seed=SEED, augment=config.augment)
         info = bundle.info
         test_x, test_y = materialize(bundle.test)
-        switches = ("amp", "channels_last", "gpu_data", "fold_bn", "compile_teacher", "compile_student")
+        # the boolean speed switches of TrainConfig (everything boolean except what changes the recipe itself)
+        switches = [f.name for f in fields(config) if f.type in (bool, "bool")
+                    and f.name not in ("nesterov", "augment", "cache_teacher")]
         pd.Series({k: getattr(config, k) for k in switches}, name=f"{PROFILE} profile, student config").to_frame()
         '''),
         md("""
@@ -882,13 +903,16 @@ BENCH_STEPS = 10          # timed steps of engine.bench.run_bench'''),
             full = net(batch)
             with torch.autocast(device.type, dtype=amp_dtype):
                 half = net(batch)
-            net_cl = net.to(memory_format=torch.channels_last)      # converts the module in place
+            maps = net.forward_features(batch)                        # (N, C, H, W), NCHW memory
+            net_cl = net.to(memory_format=torch.channels_last)        # converts the module in place
             batch_cl = batch.contiguous(memory_format=torch.channels_last)
+            maps_cl = net_cl.forward_features(batch_cl)
             same = torch.allclose(net_cl(batch_cl), full, atol=1e-4)
         print(f"autocast({amp_dtype}): logits dtype {half.dtype}, max |difference| vs float32 "
               f"{(half.float() - full).abs().max().item():.4f}, same argmax on "
               f"{(half.argmax(1) == full.argmax(1)).float().mean().item():.1%} of images")
-        print(f"strides NCHW {batch.stride()} vs channels_last {batch_cl.stride()}; same outputs: {same}")
+        print(f"feature map {tuple(maps.shape)}: strides NCHW {maps.stride()} vs channels_last {maps_cl.stride()} "
+              f"(channel is the fastest-moving index); same logits: {same}")
         '''),
         md("""
         **On-device augmentation.** `GpuAugment` is the official train transform — pad and random-crop, random
@@ -907,7 +931,8 @@ BENCH_STEPS = 10          # timed steps of engine.bench.run_bench'''),
         generator = torch.Generator(device=device).manual_seed(SEED)
         raw = raw_x[:8].to(device)
         fig = viz.image_grid({"original": plain(raw).cpu().numpy(), "augmented": augment(raw, generator).cpu().numpy()},
-                             info.mean, info.std, labels=[info.class_names[int(y)] for y in test_y[:8]])
+                             info.mean, info.std, labels=[info.class_names[int(y)] for y in test_y[:8]],
+                             title=f"GpuAugment on {device}: test images and one random crop{' + flip' if not small else ''}")
         plt.show()
         '''),
         md("""
@@ -932,6 +957,7 @@ BENCH_STEPS = 10          # timed steps of engine.bench.run_bench'''),
         shared = prepare(bundle, teacher, config)
         teacher_top1 = top1(predict(teacher, test_x, device), test_y)
         runs = {method: student_run(method, teacher, bundle, config, shared) for method in METHODS}
+        print("method options of this profile:", recipe.method_options)
         pd.DataFrame([{"method": m, "test top-1 (%)": round(r["top1"], 2), "deployed params": r["params"],
                        "extra params": r["extra_params"], "train seconds (0 if reused)": r["seconds"]}
                       for m, r in runs.items()]).set_index("method")
@@ -1085,6 +1111,7 @@ TRACK_EPOCHS = 8          # epochs of the run tracked epoch by epoch'''),
         import numpy as np
         import pandas as pd
         import torch
+        from threadpoolctl import threadpool_limits
 
         from simkd_lite import analysis, create_distiller, create_model, viz, widgets
         from simkd_lite.checkpoints import load_model
@@ -1096,8 +1123,9 @@ TRACK_EPOCHS = 8          # epochs of the run tracked epoch by epoch'''),
         from simkd_lite.engine.runtime import seed_everything, select_device
         from simkd_lite.engine.trainer import cache_teacher_outputs, fit, materialize, predict, top1
 
-        if CPU_THREADS:
+        if CPU_THREADS:  # PyTorch's threads, and the BLAS/OpenMP pools of NumPy and scikit-learn (t-SNE)
             torch.set_num_threads(CPU_THREADS)
+            threadpool_limits(CPU_THREADS)
         seed_everything(SEED)
         device = select_device(DEVICE)
         recipe = get_profile(PROFILE, DATASET)
@@ -1167,8 +1195,10 @@ TRACK_EPOCHS = 8          # epochs of the run tracked epoch by epoch'''),
         features["SimKD untrained (projected)"] = analysis.simkd_pooled_features(untrained, x)
         teacher_pooled = features[f"teacher ({teacher.model_name})"]
         similarity = {
-            "SimKD, trained": analysis.per_class_cosine(features["SimKD student (projected)"], teacher_pooled, y, info.num_classes),
-            "SimKD, untrained": analysis.per_class_cosine(features["SimKD untrained (projected)"], teacher_pooled, y, info.num_classes),
+            "SimKD, trained": analysis.per_class_cosine(features["SimKD student (projected)"], teacher_pooled, y,
+                                                        info.num_classes),
+            "SimKD, untrained": analysis.per_class_cosine(features["SimKD untrained (projected)"], teacher_pooled, y,
+                                                          info.num_classes),
         }
         print({name: round(float(np.nanmean(v)), 3) for name, v in similarity.items()}, "(mean over classes)")
         fig = viz.per_class_similarity(similarity, info.class_names)
@@ -1225,12 +1255,13 @@ TRACK_EPOCHS = 8          # epochs of the run tracked epoch by epoch'''),
 
         The teacher's classifier $g_T$ is linear, so feeding it
         $h_\\alpha = (1-\\alpha)\\,\\overline{P(f_S)} + \\alpha\\,\\bar{f}_T$ gives logits
-        $(1-\\alpha)\\, g_T(\\overline{P(f_S)}) + \\alpha\\, g_T(\\bar{f}_T)$ (up to the bias, which both share).
+        $(1-\\alpha)\\, g_T(\\overline{P(f_S)}) + \\alpha\\, g_T(\\bar{f}_T)$ exactly (the bias enters with weight
+        $(1-\\alpha)+\\alpha = 1$).
         At $\\alpha = 0$ this *is* the SimKD student; at $\\alpha = 1$ it *is* the teacher, exactly. The curve in
         between shows how much accuracy the remaining feature gap costs — the gap SimKD's single loss closes.
         """),
         code('''
-        alphas = np.linspace(0, 1, 11)
+        alphas = np.linspace(0, 1, 21)
         head = teacher.get_classifier()
         curves = {name: analysis.interpolate_head_accuracy(features[f"{name} (projected)"], teacher_pooled, head, y, alphas)
                   for name in ("SimKD student", "SimKD untrained")}
@@ -1239,6 +1270,8 @@ TRACK_EPOCHS = 8          # epochs of the run tracked epoch by epoch'''),
         assert abs(curves["SimKD student"][-1] - teacher_top1) < 1e-6                      # alpha = 1: the teacher
         print(f"alpha=0: {curves['SimKD student'][0]:.2f}% (the SimKD student)   alpha=1: {curves['SimKD student'][-1]:.2f}% "
               f"(= the teacher's {teacher_top1:.2f}%)   untrained student at alpha=0: {curves['SimKD untrained'][0]:.2f}%")
+        norms = {name: round(f.norm(dim=1).mean().item(), 3) for name, f in features.items()}
+        print("mean norm of the pooled features (a small vector moves the head's decision little):", norms)
         (Path(RUNS) / f"04_alpha_{DATASET}_{PROFILE}.json").write_text(json.dumps(
             {"alphas": alphas.tolist(), **{k: v.tolist() for k, v in curves.items()}, "teacher_top1": teacher_top1}, indent=2))
         fig = viz.alpha_interpolation(alphas, curves, teacher_top1)
@@ -1269,7 +1302,7 @@ TRACK_EPOCHS = 8          # epochs of the run tracked epoch by epoch'''),
         remaining accuracy gap is a feature gap, and at $\\alpha=1$ the accuracy is exactly the teacher's.
 
         **Try next**
-        * `DATASET = "fashion_mnist"`: harder classes (shirt vs. T-shirt) make the per-class differences clearer.
+        * `DATASET = "fashion_mnist"`: harder classes (shirt vs. T-shirt); compare their per-class similarities.
         * Increase `TRACK_EPOCHS`: does agreement keep rising once the test accuracy has plateaued?
         * In the explorer, compare t-SNE and PCA for the two or three most confused classes.
         """),
@@ -1321,13 +1354,15 @@ def assignment():
         code('''
         import torch
         import torch.nn.functional as F
+        from threadpoolctl import threadpool_limits
         from torch import nn
 
         from simkd_lite.assignment import check_alignment, check_loss, check_projector
 
-        if CPU_THREADS:
-            torch.set_num_threads(CPU_THREADS)
         torch.manual_seed(SEED)
+        if CPU_THREADS:  # PyTorch's threads, and the BLAS/OpenMP pools of NumPy and scikit-learn (t-SNE)
+            torch.set_num_threads(CPU_THREADS)
+            threadpool_limits(CPU_THREADS)
         '''),
         md("""
         ## Part 1 · Spatial alignment

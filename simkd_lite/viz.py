@@ -42,9 +42,8 @@ def training_curves(histories: dict[str, list[dict]], metric: str = "test_top1",
     fig, ax = _figure(ax, (6, 3.5))
     colors = _palette(list(histories))
     for method, history in histories.items():
-        epochs = [h["epoch"] for h in history]
-        ax.plot(epochs, [h[metric] for h in history], marker="o", label=METHOD_LABELS.get(method, method),
-                color=colors[method])
+        points = [(h["epoch"], h[metric]) for h in history if h.get(metric) is not None]  # skipped tests: None
+        ax.plot(*zip(*points), marker="o", label=METHOD_LABELS.get(method, method), color=colors[method])
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric.replace("_", " ") + (" (%)" if "top1" in metric else ""))
     ax.set_title(f"Training curves: {metric.replace('_', ' ')}")
@@ -117,7 +116,8 @@ def projector_tradeoff(rows: Sequence[dict], baseline_top1: float | None = None,
         ax.axhline(teacher_top1, color="black", linestyle="--", linewidth=1, label="teacher")
     if baseline_top1 is not None:
         ax.axhline(baseline_top1, color="grey", linestyle=":", linewidth=1, label="vanilla student")
-    ax.set_xscale("symlog", linthresh=1000)
+    ax.set_xscale("symlog", linthresh=100)
+    ax.set_xlim(-50, max(r["extra_params"] for r in rows) * 3 + 200)
     ax.set_xlabel("extra parameters (projector), symlog scale")
     ax.set_ylabel("test top-1 (%)")
     ax.set_title("Projector variants: accuracy vs. extra parameters")
@@ -126,28 +126,31 @@ def projector_tradeoff(rows: Sequence[dict], baseline_top1: float | None = None,
 
 
 def alpha_interpolation(alphas: Sequence[float], accuracies: dict[str, Sequence[float]] | Sequence[float],
-                        teacher_top1: float | None = None, ax=None) -> Figure:
+                        teacher_top1: float | None = None) -> Figure:
     """Accuracy of the teacher head fed (1-α)·student + α·teacher pooled features, against α.
 
-    `accuracies` is one curve (a sequence) or several ({"SimKD, trained": [...], "SimKD, untrained": [...]}).
+    `accuracies` is one curve (a sequence) or several ({"SimKD student": [...], "SimKD untrained": [...]});
+    each curve gets its own panel (and y-range), with the teacher's accuracy as a dashed line.
     """
-    fig, ax = _figure(ax, (6, 3.6))
     curves = accuracies if isinstance(accuracies, dict) else {"SimKD student": accuracies}
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 3.6), squeeze=False)
     colors = sns.color_palette("colorblind", len(curves) + 1)[1:]
     markers = "osD^v"
-    for i, (name, values) in enumerate(curves.items()):
+    for i, (ax, (name, values)) in enumerate(zip(axes[0], curves.items())):
         ax.plot(alphas, values, marker=markers[i % len(markers)], color=colors[i], label=f"(1-α)·{name} + α·teacher")
-    if teacher_top1 is not None:
-        ax.axhline(teacher_top1, color="black", linestyle="--", linewidth=1, label="teacher (own features)")
-    ax.set_xlabel("α (share of the teacher's pooled features)")
-    ax.set_ylabel("test top-1 through the teacher head (%)")
-    ax.set_title("Closing the feature gap closes the accuracy gap")
-    ax.legend(loc="lower right", fontsize=8)
+        if teacher_top1 is not None:
+            ax.axhline(teacher_top1, color="black", linestyle="--", linewidth=1, label="teacher (own features)")
+        ax.set_xlabel("α (share of the teacher's pooled features)")
+        ax.set_ylabel("test top-1 through the teacher head (%)")
+        ax.set_title(name)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle("Closing the feature gap closes the accuracy gap")
+    fig.tight_layout()
     return fig
 
 
 def image_grid(rows: dict[str, "np.ndarray"], mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,),
-               labels: Sequence[str] | None = None, max_images: int = 8) -> Figure:
+               labels: Sequence[str] | None = None, max_images: int = 8, title: str = "Images") -> Figure:
     """One row of images per entry of `rows` ({"original": (N, C, H, W), "augmented": ...}), un-normalised."""
     n = min(max_images, min(len(v) for v in rows.values()))
     fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.4 * len(rows)), squeeze=False)
@@ -166,7 +169,7 @@ def image_grid(rows: dict[str, "np.ndarray"], mean: Sequence[float] = (0.0,), st
                 ax.set_ylabel(name, fontsize=8)
             if r == 0 and labels is not None:
                 ax.set_title(str(labels[i]), fontsize=8)
-    fig.suptitle("Images")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 

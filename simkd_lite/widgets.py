@@ -126,6 +126,8 @@ def explore_features(features: dict, labels, class_names: Sequence[str], method:
     index = np.flatnonzero(np.isin(labels, chosen))
     if len(index) > max_points:
         index = np.sort(np.random.default_rng(seed).choice(index, max_points, replace=False))
+    if projection == "tsne" and len(index) <= 5:  # t-SNE needs more points than its smallest perplexity
+        projection = "pca"
     key = (id(features[method]), method, tuple(index.tolist()), projection, seed)
     if key not in _PROJECTION_CACHE:
         if len(_PROJECTION_CACHE) > 32:

@@ -56,6 +56,7 @@ class TrainConfig:
     seed: int = 0
     device: str | None = None
     eval_batch_size: int = 1000
+    eval_every: int = 1  # test every k epochs (and always after the last one); 0: only after the last
     num_workers: int = 0
     # Speed-ups: each one switchable, none changes results beyond float tolerance (tests/test_fast.py).
     fold_bn: bool = True  # the frozen teacher with BatchNorm folded into its convs
@@ -287,7 +288,9 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
             scheduler.step()
         ddp.sync_buffers(distiller)  # every rank evaluates and saves rank 0's BN statistics
 
-        test_acc = top1(predict(distiller, test_x, device, config.eval_batch_size), test_y)
+        last_epoch = epoch + 1 == config.epochs
+        evaluate_now = last_epoch or (config.eval_every > 0 and (epoch + 1) % config.eval_every == 0)
+        test_acc = top1(predict(distiller, test_x, device, config.eval_batch_size), test_y) if evaluate_now else None
         compiled = getattr(distiller.teacher.model, "compile_seconds", None) if distiller.teacher else None
         if compiled is not None and epoch == start_epoch:
             say(f"teacher compiled in {compiled:.1f}s (one-off cost, included in epoch {epoch + 1})")
@@ -296,8 +299,8 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
                   "train_top1": 100.0 * correct / seen, "test_top1": test_acc,
                   "seconds": time.perf_counter() - started}
         history.append(record)
-        improved = test_acc > best_acc
-        best_acc = max(best_acc, test_acc)
+        improved = test_acc is not None and test_acc > best_acc
+        best_acc = max(best_acc, test_acc or 0.0)
         if out is not None and main_process:
             state = _checkpoint(distiller, optimizer, scheduler, epoch + 1, best_acc, history, config, meta or {})
             atomic_save(state, last_path)
@@ -306,7 +309,7 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
         ddp.barrier()
         losses_text = " ".join(f"{k[5:]} {v:.4f}" for k, v in record.items() if k.startswith("loss_"))
         say(f"[{label}] epoch {epoch + 1}/{config.epochs}  {losses_text}  train {record['train_top1']:.2f}%  "
-            f"test {test_acc:.2f}%  {record['seconds']:.1f}s")
+            + (f"test {test_acc:.2f}%  " if test_acc is not None else "") + f"{record['seconds']:.1f}s")
     if ddp.is_distributed():
         _record_replica_agreement(distiller, last_path if main_process else None, say)
     return history

@@ -171,7 +171,7 @@ def render_readme(report: dict) -> str:
         "- Training cannot skip the teacher (SimKD needs its feature map for every augmented batch), so the "
         "training speedup comes from a cheaper teacher pass (folded BN, channels_last, compile) and, on CUDA, "
         "bf16 tensor cores. On a CPU the teacher's convolutions cost the same either way and BN folding saves "
-        "only a few percent, so expect a modest training ratio there; the x1.3 target is for CUDA.",
+        "only a few percent, so the training ratio stays modest there: the x1.3 CPU target is not met by these rows.",
         "- Inference drops the teacher network entirely (the official evaluation runs it just to read a shape, "
         "the official issue #2), so the ratio is large on any device.",
         "- `compile s` is the wall time of the first compiled call (tracing + compilation + one run); it is "

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import torch
 import torch.nn.functional as F
 from torch import nn
 

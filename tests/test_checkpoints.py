@@ -1,6 +1,4 @@
 """Official checkpoint layouts in and out, and actionable errors when they do not fit."""
-import json
-from pathlib import Path
 
 import pytest
 import torch

@@ -5,7 +5,6 @@ import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from simkd_lite import SimKD, SimKDStudent, create_distiller, create_model, list_methods

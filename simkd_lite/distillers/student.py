@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-import torch
 from torch import Tensor, nn
 
 from simkd_lite.checkpoints import atomic_save, extract_state_dict, infer_in_channels, load_model, load_weights, read_checkpoint

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from simkd_lite.checkpoints import load_model

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from simkd_lite.checkpoints import atomic_save, read_checkpoint
-from simkd_lite.distillers import Distiller, FrozenTeacher, TeacherOutputs, total_loss
+from simkd_lite.distillers import Distiller, FrozenTeacher, TeacherOutputs
 from simkd_lite.engine import distributed as ddp
 from simkd_lite.engine.fast import (DeviceTensorBatches, GpuAugment, distill_step, maybe_compile, prepare_teacher,
                                     to_uint8_tensors)

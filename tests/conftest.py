@@ -19,6 +19,18 @@ def run_cli(*args: str, timeout: float = 300, check: bool = True, **popen) -> su
     return result
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for modules of tiny forwards: on a busy 2-core machine, torch's threads
+    wait on each other far longer than they compute (measured: ~50 ms per small convolution)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def digits_teacher(tmp_path_factory) -> Path:
     """A small digits teacher trained once per test session by our own CLI (a few seconds)."""

@@ -5,7 +5,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-import torch
 
 from simkd_lite.engine.bench import run_bench
 from simkd_lite.engine.fast import compile_available
@@ -16,12 +15,7 @@ RATES = ("train_images_per_s", "baseline_train_images_per_s", "infer_images_per_
          "train_speedup", "infer_speedup")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_tiny_bench_returns_all_numbers():

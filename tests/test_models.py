@@ -28,14 +28,7 @@ def _reference():
 REF = _reference()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # These forwards are tiny; on a busy 2-core machine, intra-op threads wait on each other far
-    # longer than they compute (we measured ~50 ms per convolution), so run them on one thread.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -159,13 +159,15 @@ def _log(args):
 
 
 def cmd_demo(args) -> None:
-    from simkd_lite.engine.demo import run_demo
+    from simkd_lite.engine.demo import results_table, run_demo
 
-    run_demo(args.dataset, args.profile, args.out, data_root=args.data_root, seed=args.seed, device=args.device,
-             epochs=args.epochs, teacher=args.teacher, teacher_model=args.teacher_model,
-             train_new_teacher=args.train_teacher, student_model=args.student, log=_log(args),
-             progress=False if args.quiet else None,
-             speedups={k: getattr(args, k) for k in SPEEDUPS if getattr(args, k) is not None})
+    results = run_demo(args.dataset, args.profile, args.out, data_root=args.data_root, seed=args.seed,
+                       device=args.device, epochs=args.epochs, teacher=args.teacher, teacher_model=args.teacher_model,
+                       train_new_teacher=args.train_teacher, student_model=args.student, log=_log(args),
+                       progress=False if args.quiet else None,
+                       speedups={k: getattr(args, k) for k in SPEEDUPS if getattr(args, k) is not None})
+    if args.quiet:  # the table is the result: print it even without the progress lines
+        print(results_table(results))
     print(f"results: {Path(args.out) / 'results.json'}; figures: accuracy.png, curves.png, features.png")
 
 

@@ -9,11 +9,16 @@ If the two were equal, the student would inherit the teacher's accuracy exactly.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simkd_lite.distillers.base import Distiller, register_distiller
 from simkd_lite.distillers.losses import align_feature_maps, feature_l2_loss, global_pool
+
+if TYPE_CHECKING:  # student.py imports this module, so the real import happens inside export()
+    from simkd_lite.distillers.student import SimKDStudent
 
 
 def projector_parameter_count(student_channels: int, teacher_channels: int, factor: int = 2) -> int:

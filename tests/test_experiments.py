@@ -1,0 +1,38 @@
+"""The experiment API (simkd_lite.experiments): one recipe, one teacher, shared data, reusable runs."""
+import pytest
+
+from simkd_lite.experiments import Experiment, compare, evaluate, get_teacher, prepare_data, train_student
+
+
+def test_resolve_applies_overrides_and_rejects_unknown_settings():
+    exp = Experiment.resolve("digits", epochs=2, seed=3, lr=0.01)
+    assert (exp.student_train.epochs, exp.student_train.seed, exp.student_train.lr) == (2, 3, 0.01)
+    assert exp.teacher_train.seed == 3
+    with pytest.raises(ValueError, match="Unknown training setting"):
+        Experiment.resolve("digits", learning_rate=0.1)
+    with pytest.raises(ValueError, match="Did you mean simkd"):
+        exp.options_for("simdk")
+
+
+def test_run_names_change_with_every_setting():
+    exp = Experiment.resolve("digits", epochs=2)
+    name = exp.run_name("simkd", {"factor": 2}, "resnet8x2")
+    assert name.startswith("simkd_digits_resnet8x2-resnet8_w8_e2_s0_")
+    assert name != exp.run_name("simkd", {"factor": 4}, "resnet8x2")
+    assert name != Experiment.resolve("digits", epochs=2, lr=0.01).run_name("simkd", {"factor": 2}, "resnet8x2")
+
+
+def test_compare_trains_once_then_reuses(tmp_path, digits_teacher, one_thread):
+    exp = Experiment.resolve("digits", epochs=2, runs=tmp_path)
+    teacher = get_teacher(exp, digits_teacher)
+    data = prepare_data(exp, teacher)
+    assert data.teacher_cache is not None and data.train_x is not None  # the digits recipe caches
+    runs = compare(["vanilla", "simkd"], data, teacher)
+    assert runs["simkd"].params == runs["simkd"].export().num_parameters()
+    assert runs["simkd"].extra_params > 0 and runs["vanilla"].extra_params == 0
+    # The number training reported is the number evaluation gives, through the teacher's head.
+    assert evaluate(runs["simkd"].predictor, data) == pytest.approx(runs["simkd"].top1)
+    assert evaluate(runs["simkd"].export(), data) == pytest.approx(runs["simkd"].top1)
+    again = train_student("simkd", data, teacher)
+    assert again.out == runs["simkd"].out and again.top1 == runs["simkd"].top1
+    assert len(again.history) == 2

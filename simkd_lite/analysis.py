@@ -28,9 +28,8 @@ def pooled_features(model: nn.Module, images: Tensor, batch_size: int = 1000) ->
 def simkd_pooled_features(student, images: Tensor, batch_size: int = 1000) -> Tensor:
     """(N, C_t) pooled *projected* maps of a SimKD student: exactly what the teacher head reads."""
     student.eval()
-    head = student.head if hasattr(student, "head") else student.teacher_head
     captured = []
-    hook = head.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
+    hook = student.teacher_head.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
     try:
         for i in range(0, len(images), batch_size):
             student(images[i:i + batch_size])
@@ -113,7 +112,7 @@ def simkd_alignment(distiller, images: Tensor, teacher_features: Tensor, batch_s
     squared, count, logits = 0.0, 0, []
     for i in range(0, len(images), batch_size):
         feats = distiller.student.forward_features(images[i:i + batch_size])
-        projected, target, out = distiller.simkd(feats, teacher_features[i:i + batch_size], distiller.teacher_head)
+        projected, target, out = distiller.projector(feats, teacher_features[i:i + batch_size], distiller.teacher_head)
         squared += torch.sum((projected - target) ** 2).item()
         count += target.numel()
         logits.append(out)
@@ -164,7 +163,7 @@ def projector_summary(teacher: str, student: str, factor: int = 2, *, num_classe
     parameter counts of the projector, its closed-form count, its MACs for one image, and the
     deployed-student vs teacher parameter counts and compression ratio.
     """
-    from simkd_lite.distillers.simkd import SimKD, projector_parameter_count
+    from simkd_lite.distillers.projector import SimKDProjector, projector_parameter_count
     from simkd_lite.models import count_parameters, create_model
 
     with torch.device("meta"):
@@ -173,7 +172,7 @@ def projector_summary(teacher: str, student: str, factor: int = 2, *, num_classe
         probe = torch.empty(1, in_channels, image_size, image_size)
         t_map = tuple(t_net.forward_features(probe).shape[1:])
         s_map = tuple(s_net.forward_features(probe).shape[1:])
-        projector = SimKD(s_map[0], t_map[0], factor)
+        projector = SimKDProjector(s_map[0], t_map[0], factor)
         size = min(t_map[-1], s_map[-1])
         x = torch.empty(1, s_map[0], size, size)
         layers = []

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from simkd_lite.distillers.losses import align_feature_maps as reference_alignment
 from simkd_lite.distillers.losses import feature_l2_loss as reference_loss
-from simkd_lite.distillers.simkd import SimKD, projector_parameter_count
+from simkd_lite.distillers.projector import SimKDProjector, projector_parameter_count
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 NOT_IMPLEMENTED = "not implemented yet"
@@ -142,7 +142,7 @@ def check_projector(projector_cls: Callable[[int, int, int], nn.Module]) -> Feed
         if not isinstance(getattr(module, "transfer", None), nn.Sequential):
             return Feedback(name, False, f"{context} needs an attribute `transfer` that is an nn.Sequential (the "
                                          "official name, so official checkpoints load).")
-        reference = SimKD(s, t, factor)
+        reference = SimKDProjector(s, t, factor)
         m = t // factor
         count = sum(p.numel() for p in module.parameters())
         formula = projector_parameter_count(s, t, factor)

@@ -143,7 +143,7 @@ def test_simkd_student_save_then_load_in_a_fresh_process_gives_identical_logits(
         "import torch, sys; from simkd_lite import SimKDStudent\n"
         f"m = SimKDStudent.load(r'{path}'); x = torch.load(r'{tmp_path / 'x.pt'}')\n"
         f"with torch.no_grad(): same = torch.equal(m(x), torch.load(r'{tmp_path / 'expected.pt'}'))\n"
-        "assert not any(p.requires_grad for p in m.head.parameters())\n"
+        "assert not any(p.requires_grad for p in m.teacher_head.parameters())\n"
         "sys.exit(0 if same else 3)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -153,9 +153,9 @@ def test_simkd_student_save_then_load_in_a_fresh_process_gives_identical_logits(
 def test_simkd_student_never_holds_the_teacher_network(tmp_path):
     student, _ = _trained_student(tmp_path)
     teacher_params = count_parameters(create_model("resnet8x2", 10, 1))
-    assert {name for name, _ in student.named_children()} == {"encoder", "projector", "head"}
+    assert {name for name, _ in student.named_children()} == {"student", "projector", "teacher_head"}
     assert student.num_parameters() < teacher_params
-    assert student.num_parameters() == (count_parameters(student) - count_parameters(student.encoder.get_classifier()))
+    assert student.num_parameters() == (count_parameters(student) - count_parameters(student.student.get_classifier()))
 
 
 def test_from_official_assembles_the_student_from_official_files(tmp_path):

@@ -45,7 +45,7 @@ def test_simkd_checkpoint_carries_the_official_proj_entry(tmp_path, digits):
     distiller = create_distiller("simkd", create_model("resnet8_w8", 10, 1), teacher, factor=4)
     fit(distiller, digits.train, digits.test, replace(TINY, epochs=1), tmp_path, log=None)
     last = read_checkpoint(tmp_path / "last.pt")
-    assert set(last["proj"]) == set(distiller.simkd.state_dict())
+    assert set(last["proj"]) == set(distiller.projector.state_dict())
     assert last["method"] == "simkd"
 
 

@@ -132,7 +132,7 @@ def test_prepared_teacher_equals_plain_teacher_and_keeps_the_api():
     a = create_distiller("simkd", student, teacher)
     b = create_distiller("simkd", student, prepared)
     y = torch.randint(0, 10, (4,))
-    a.simkd.load_state_dict(b.simkd.state_dict())
+    a.projector.load_state_dict(b.projector.state_dict())
     loss_a = a.forward_train(x, y)[1]["simkd"]
     loss_b = b.forward_train(x, y, fast.teacher_outputs(prepared, x))[1]["simkd"]
     assert abs(loss_a.item() - loss_b.item()) < 1e-5 * max(1.0, abs(loss_a.item()))

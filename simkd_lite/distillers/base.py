@@ -9,11 +9,14 @@ Adding a method = one small file with a subclass decorated by `@register_distill
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 from typing import Callable, ClassVar
 
 from torch import Tensor, nn
 
+from simkd_lite.distillers.losses import global_pool
 from simkd_lite.distillers.teacher import FrozenTeacher, TeacherOutputs
+from simkd_lite.models import count_parameters
 
 _DISTILLERS: dict[str, type["Distiller"]] = {}
 
@@ -85,6 +88,27 @@ class Distiller(nn.Module):
     def extra_modules(self) -> dict[str, nn.Module]:
         """Modules trained besides the student (counted as 'extra parameters')."""
         return {}
+
+    # -------------------------------------------------- hooks: what a method adds to a run's files
+    def pooled_features(self, x: Tensor) -> Tensor:
+        """(N, C): the pooled features this method's classifier reads (for feature-space plots)."""
+        return global_pool(self.student.forward_features(x))
+
+    def checkpoint_entries(self) -> dict:
+        """Entries stored beside `model` in a checkpoint, in the official layout (SimKD: `proj`)."""
+        return {}
+
+    def export(self) -> nn.Module:
+        """The network deployed after training: by default the student itself."""
+        return self.student
+
+    def deployed_parameters(self) -> int:
+        """Parameters the deployed network runs at inference."""
+        return count_parameters(self.student)
+
+    def write_deployable(self, out_dir: Path) -> list[Path]:
+        """Extra files a finished run writes into its folder (SimKD: `student.pt`); returns their paths."""
+        return []
 
     def to(self, *args, **kwargs):  # noqa: D102 - also move the teacher, which is outside the tree
         if self.teacher is not None:

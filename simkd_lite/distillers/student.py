@@ -1,4 +1,4 @@
-"""The deployable SimKD student: encoder -> projector -> global pool -> frozen copy of the teacher head.
+"""The deployable SimKD student: student encoder -> projector -> global pool -> frozen copy of the teacher head.
 
 It never holds or runs the teacher network, and it saves to one self-contained file.
 """
@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from torch import Tensor, nn
 
 from simkd_lite.checkpoints import atomic_save, extract_state_dict, infer_in_channels, load_model, load_weights, read_checkpoint
-from simkd_lite.distillers.simkd import SimKD, predict_with_teacher_head
+from simkd_lite.distillers.projector import SimKDProjector, predict_with_teacher_head
 from simkd_lite.distillers.teacher import FrozenTeacher
 from simkd_lite.models import count_parameters, create_model
 
@@ -22,21 +22,21 @@ FILE_FORMAT = "simkd_lite.SimKDStudent/1"
 class SimKDStudent(nn.Module):
     """A SimKD student ready for inference: `forward(x)` (N, C, H, W) -> logits (N, num_classes)."""
 
-    def __init__(self, student: nn.Module, projector: SimKD, teacher_classifier: nn.Linear,
+    def __init__(self, student: nn.Module, projector: SimKDProjector, teacher_head: nn.Linear,
                  teacher_feature_size: int | None = None, teacher_model: str | None = None):
         super().__init__()
-        self.encoder = student
+        self.student = student  # used up to forward_features; its own classifier never runs
         self.projector = projector
-        self.head = copy.deepcopy(teacher_classifier).requires_grad_(False)
+        self.teacher_head = copy.deepcopy(teacher_head).requires_grad_(False)
         self.teacher_feature_size = teacher_feature_size  # H_t: pool larger student maps to it
         self.teacher_model = teacher_model
 
     def forward(self, x: Tensor) -> Tensor:
-        return predict_with_teacher_head(self.encoder, self.projector, self.head, x, self.teacher_feature_size)
+        return predict_with_teacher_head(self.student, self.projector, self.teacher_head, x, self.teacher_feature_size)
 
     def num_parameters(self) -> int:
-        """Parameters that run in `forward`: encoder (without its unused classifier) + projector + head."""
-        unused = count_parameters(self.encoder.get_classifier())
+        """Parameters that run in `forward`: student encoder (without its unused classifier) + projector + teacher head."""
+        unused = count_parameters(self.student.get_classifier())
         return count_parameters(self) - unused
 
     # ------------------------------------------------------------------ one self-contained file
@@ -44,17 +44,17 @@ class SimKDStudent(nn.Module):
         """Write architecture names, channels, factor, sizes and all weights to one file."""
         return atomic_save({
             "format": FILE_FORMAT,
-            "student_model": self.encoder.model_name,
+            "student_model": self.student.model_name,
             "teacher_model": self.teacher_model,
             "student_channels": self.projector.student_channels,
             "teacher_channels": self.projector.teacher_channels,
             "factor": self.projector.factor,
-            "num_classes": self.head.out_features,
-            "in_channels": self.encoder.in_channels,
+            "num_classes": self.teacher_head.out_features,
+            "in_channels": self.student.in_channels,
             "teacher_feature_size": self.teacher_feature_size,
-            "model": self.encoder.state_dict(),
+            "model": self.student.state_dict(),
             "proj": self.projector.state_dict(),
-            "head": self.head.state_dict(),
+            "head": self.teacher_head.state_dict(),
         }, path)
 
     @classmethod
@@ -64,13 +64,13 @@ class SimKDStudent(nn.Module):
         if saved.get("format") != FILE_FORMAT:
             raise ValueError(f"{path} is not a SimKDStudent file (format {saved.get('format')!r}). "
                              "For an official SimKD checkpoint use SimKDStudent.from_official(...).")
-        encoder = create_model(saved["student_model"], saved["num_classes"], saved["in_channels"])
-        load_weights(encoder, saved["model"], saved["student_model"])
-        projector = SimKD(saved["student_channels"], saved["teacher_channels"], saved["factor"])
+        student = create_model(saved["student_model"], saved["num_classes"], saved["in_channels"])
+        load_weights(student, saved["model"], saved["student_model"])
+        projector = SimKDProjector(saved["student_channels"], saved["teacher_channels"], saved["factor"])
         load_weights(projector, saved["proj"], "SimKD projector")
-        head = nn.Linear(saved["teacher_channels"], saved["num_classes"])
-        head.load_state_dict(saved["head"])
-        return cls(encoder, projector, head, saved["teacher_feature_size"], saved["teacher_model"]).eval()
+        teacher_head = nn.Linear(saved["teacher_channels"], saved["num_classes"])
+        teacher_head.load_state_dict(saved["head"])
+        return cls(student, projector, teacher_head, saved["teacher_feature_size"], saved["teacher_model"]).eval()
 
     @classmethod
     def from_official(cls, student_checkpoint: str | os.PathLike | Mapping[str, Any],
@@ -90,7 +90,7 @@ class SimKDStudent(nn.Module):
         proj_state = {k.removeprefix("module."): v for k, v in saved["proj"].items()}
         mid, student_channels = proj_state["transfer.0.weight"].shape[:2]
         teacher_channels = proj_state["transfer.6.weight"].shape[0]
-        projector = SimKD(student_channels, teacher_channels, factor=teacher_channels // mid)
+        projector = SimKDProjector(student_channels, teacher_channels, factor=teacher_channels // mid)
         load_weights(projector, proj_state, "SimKD projector")
         student_state = extract_state_dict(saved)
         student = create_model(student_model, teacher.num_classes, infer_in_channels(student_state))

@@ -33,7 +33,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from simkd_lite.distillers import SimKD, create_distiller
+from simkd_lite.distillers import SimKDProjector, create_distiller
 from simkd_lite.engine.fast import (
     DeviceTensorBatches,
     GpuAugment,
@@ -145,7 +145,7 @@ def run_bench(teacher: str | nn.Module, student: str, *, batch_size: int = 64, s
     prepared = prepare_teacher(teacher_net, fold_bn=fold_bn, channels_last=channels_last, compile=compile_teacher,
                                example_input=probe, compile_options=compile_options)
     distiller = create_distiller("simkd", student_net, prepared, factor=factor).to(dev)
-    initial_projector = copy.deepcopy(distiller.simkd)
+    initial_projector = copy.deepcopy(distiller.projector)
     if channels_last:
         distiller.to(memory_format=torch.channels_last)
     fast_optimizer = make_optimizer([p for p in distiller.parameters() if p.requires_grad], TrainConfig())
@@ -181,7 +181,7 @@ def run_bench(teacher: str | nn.Module, student: str, *, batch_size: int = 64, s
             feat_s = base_student.forward_features(x)
             base_student.forward_head(feat_s)  # official: model_s(x, is_feat=True) returns logits as well
             projected, target, _ = base_projector(feat_s, feat_t, base_head)
-            loss = SimKD.loss(projected, target)
+            loss = SimKDProjector.loss(projected, target)
             base_optimizer.zero_grad()
             loss.backward()
             base_optimizer.step()

@@ -79,13 +79,6 @@ def check_compatible(model: nn.Module, info: DatasetInfo, role: str) -> None:
                          f"channels) does not fit {info.name} ({info.num_classes} classes, {info.in_channels} channels).")
 
 
-def deployed_parameters(distiller) -> int:
-    """Parameters the trained student needs at inference (SimKD: encoder + projector + teacher head)."""
-    if distiller.method == "simkd":
-        return distiller.export().num_parameters()
-    return count_parameters(distiller.student)
-
-
 def distill_student(method: str, student_model: str, teacher_net: nn.Module | None, bundle, config: TrainConfig,
                     out: str | Path, *, options: dict | None = None, resume: bool = False, log=print, progress=None,
                     shared: dict | None = None) -> dict:
@@ -94,18 +87,17 @@ def distill_student(method: str, student_model: str, teacher_net: nn.Module | No
     info = bundle.info
     seed_everything(config.seed)
     student = create_model(student_model, info.num_classes, info.in_channels)
-    distiller = create_distiller(method, student, teacher_net if method != "vanilla" else None, **(options or {}))
+    distiller = create_distiller(method, student, teacher_net, **(options or {}))
     meta = {"model_name": student_model, "dataset": asdict(info),
-            "teacher_model": getattr(teacher_net, "model_name", None) if method != "vanilla" else None}
+            "teacher_model": getattr(teacher_net, "model_name", None) if distiller.needs_teacher else None}
     started = time.perf_counter()
     history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, meta=meta, log=log,
                   progress=progress, gpu_augment=on_device_augment(info, config), **(shared or {}))
     seconds = time.perf_counter() - started
-    if method == "simkd" and is_main_process():
-        distiller.export().save(out / "student.pt")
+    files = distiller.write_deployable(out) if is_main_process() else []
+    deployed = distiller.deployed_parameters()
     return {"method": method, "model": student_model, "top1": history[-1]["test_top1"],
-            "params": deployed_parameters(distiller),
-            "extra_params": deployed_parameters(distiller) - count_parameters(student),
+            "params": deployed, "extra_params": deployed - count_parameters(student), "files": [str(f) for f in files],
             "seconds": round(seconds, 2), "history": history, "distiller": distiller}
 
 

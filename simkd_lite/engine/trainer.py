@@ -177,8 +177,7 @@ def _checkpoint(distiller: Distiller, optimizer, scheduler, epoch: int, best_acc
     state = {"model": distiller.student.state_dict(), "epoch": epoch, "best_acc": best_acc, **meta,
              "method": distiller.method, "extras": extras, "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "rng": rng_state(), "history": history, "config": asdict(config)}
-    if distiller.method == "simkd":
-        state["proj"] = distiller.simkd.state_dict()
+    state.update(distiller.checkpoint_entries())
     return state
 
 

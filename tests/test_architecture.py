@@ -1,0 +1,99 @@
+"""The package's import graph: no cycles, and imports only point down the layers of the README's layout.
+
+Every `import` statement counts, at module level or inside a function (a function-level import is
+still a dependency; moving an import into a function must not be a way around these rules).
+"""
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "simkd_lite"
+
+# Top to bottom, as in the README's "Layout" section. A module may import its own layer or lower ones.
+LAYERS = [
+    ("faces", ["simkd_lite.cli", "simkd_lite.__main__"]),
+    ("experiments", ["simkd_lite.experiments"]),
+    ("training", ["simkd_lite.training"]),
+    ("looking", ["simkd_lite.viz", "simkd_lite.widgets", "simkd_lite.analysis", "simkd_lite.assignment"]),
+    ("methods", ["simkd_lite.distillers"]),
+    ("files", ["simkd_lite.checkpoints"]),
+    ("foundations", ["simkd_lite.models", "simkd_lite.data"]),
+]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def all_modules() -> dict[str, Path]:
+    return {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The simkd_lite modules that `name` imports anywhere in its file."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import: resolve against this module's package
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                found.add(sub if sub in modules else base)
+    return {m for m in found if m in modules and m != name}
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = all_modules()
+    return {name: imports_of(name, path, modules) for name, path in modules.items()}
+
+
+def layer_of(module: str) -> int | None:
+    for index, (_, prefixes) in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return index
+    return None
+
+
+def test_every_module_has_a_layer():
+    unplaced = [m for m in all_modules() if m != "simkd_lite" and layer_of(m) is None]
+    assert not unplaced, f"modules outside the README's layers (add them to the layout): {unplaced}"
+
+
+def test_imports_only_point_down():
+    upward = [f"{m} ({LAYERS[layer_of(m)][0]}) imports {d} ({LAYERS[layer_of(d)][0]})"
+              for m, deps in import_graph().items() if layer_of(m) is not None
+              for d in deps if d == "simkd_lite" or (layer_of(d) or 0) < layer_of(m)]
+    assert not upward, "imports that point up the layers:\n" + "\n".join(upward)
+
+
+def test_no_import_cycles():
+    graph, state, cycles = import_graph(), {}, []
+
+    def visit(node, stack):
+        state[node] = "open"
+        for dep in sorted(graph[node]):
+            if state.get(dep) == "open":
+                cycles.append(" -> ".join(stack[stack.index(dep):] + [dep]))
+            elif dep not in state:
+                visit(dep, stack + [dep])
+        state[node] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_the_checker_sees_function_level_and_relative_imports(tmp_path):
+    source = "from .registry import create_model\n\ndef f():\n    from simkd_lite.engine import trainer\n"
+    path = PACKAGE / "models" / "_probe.py"
+    modules = {**all_modules(), "simkd_lite.models._probe": path, "simkd_lite.engine.trainer": path}
+    tree_path = tmp_path / "_probe.py"
+    tree_path.write_text(source)
+    found = imports_of("simkd_lite.models._probe", tree_path, modules)
+    assert {"simkd_lite.models.registry", "simkd_lite.engine.trainer"} <= found

@@ -105,7 +105,8 @@ def results_table(results: dict) -> str:
 def _write_figures(out: Path, results: dict, histories: dict, teacher_net, distillers: dict, test_x, test_y,
                    class_names) -> None:
     viz.accuracy_bars(results).savefig(out / "accuracy.png", dpi=120, bbox_inches="tight")
-    viz.training_curves(histories, "train_top1").savefig(out / "curves.png", dpi=120, bbox_inches="tight")
+    viz.training_curves(histories, "test_top1", teacher_top1=results["teacher"]["top1"]).savefig(
+        out / "curves.png", dpi=120, bbox_inches="tight")
     x, y = test_x[:1000].cpu(), test_y[:1000].numpy()
     embeddings = {f"teacher ({teacher_net.model_name})": analysis.pooled_features(teacher_net.cpu(), x)}
     if "simkd" in distillers:

@@ -121,7 +121,7 @@ def get_teacher(exp: Experiment, source: str | Path | None = None, *, log: Log =
     out = exp.runs_root / f"teacher_{exp.dataset}_{exp.teacher_model}_e{config.epochs}_s{exp.seed}_{digest}"
     say(f"{'reusing' if (out / 'last.pt').exists() else 'training'} the {exp.teacher_model} teacher in {out}")
     train_teacher(exp.dataset, exp.teacher_model, replace(config, device=exp.device), out, data_root=exp.data_root,
-                  resume=True, log=say if log else None, progress=progress)
+                  resume=True, log=say, progress=progress)
     best = out / "best.pt"
     model, _ = load_model(best if best.exists() else out / "last.pt")
     model.source = str(best if best.exists() else out / "last.pt")

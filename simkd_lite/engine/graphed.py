@@ -120,6 +120,7 @@ class SharedStep:
         self._static: tuple | None = None
         self._streams: list[torch.cuda.Stream] = []
         self._side: torch.cuda.Stream | None = None
+        self._capturing = False
 
     # ------------------------------------------------------------------ one step
     def __call__(self, x: Tensor, y: Tensor, teacher_out: TeacherOutputs | None = None) -> None:
@@ -175,7 +176,7 @@ class SharedStep:
 
     def _body(self, x: Tensor, y: Tensor, teacher_out: TeacherOutputs | None, set_to_none: bool) -> None:
         teacher_out = self._teacher_out(x, teacher_out)
-        if not (self.use_streams and torch.cuda.is_current_stream_capturing()):
+        if not (self.use_streams and self._capturing):
             for member in self.members:
                 member.step(x, y, teacher_out, set_to_none=set_to_none, autocast=self._autocast)
             return
@@ -217,8 +218,12 @@ class SharedStep:
             member.optimizer.zero_grad(set_to_none=True)
         torch.cuda.synchronize(self.device)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._body(static_x, static_y, static_t, set_to_none=False)
+        self._capturing = True
+        try:
+            with torch.cuda.graph(graph):
+                self._body(static_x, static_y, static_t, set_to_none=False)
+        finally:
+            self._capturing = False
         self.graph, self._static = graph, (static_x, static_y, static_t)
         self.captures += 1
 

@@ -74,6 +74,7 @@ def test_graph_unsupported_names_the_reason():
             "adam" in graph_unsupported(replace(PAPER, optimizer="adam"), gpu)
         assert "every step" in graph_unsupported(replace(PAPER, schedule="onecycle"), gpu)
         assert "compile" in graph_unsupported(replace(PAPER, compile_student=True), gpu)
+        assert "compile" in graph_unsupported(replace(PAPER, compile_teacher=True), gpu)
         assert "DDP" in graph_unsupported(PAPER, gpu, distributed=True)
 
 
@@ -112,7 +113,8 @@ def test_shared_step_on_cpu_is_bitwise_the_eager_loop():
 
 def test_fit_with_cuda_graph_on_cpu_falls_back_to_the_same_eager_run():
     digits = load_dataset("digits")
-    config = TrainConfig(epochs=2, batch_size=64, lr=0.05, milestones=(1,), augment=False, cache_teacher=False)
+    config = TrainConfig(epochs=2, batch_size=64, lr=0.05, milestones=(1,), augment=False, cache_teacher=False,
+                         device="cpu")
     runs = []
     for flag in (False, True):
         distiller = simkd_pair(channels=1)

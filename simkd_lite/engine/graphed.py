@@ -50,8 +50,8 @@ def graph_unsupported(config, device: torch.device, *, distributed: bool = False
         return f"only SGD is captured (its state lives on the device); {config.optimizer!r} keeps a CPU step count"
     if config.schedule != "multistep":
         return f"the {config.schedule!r} schedule changes the learning rate every step (a recapture per step)"
-    if config.compile_student:
-        return "--compile-student and a CUDA graph are alternatives; pick one"
+    if config.compile_student or config.compile_teacher:
+        return "torch.compile and a CUDA graph are alternatives (both remove launch overhead); pick one"
     return None
 
 

@@ -14,6 +14,7 @@ from simkd_lite.engine.trainer import TrainConfig
 from simkd_lite.models import create_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+from test_graphed import deterministic_cuda  # noqa: E402,F401  (a fixture)
 METHODS = ("vanilla", "kd", "fitnet", "simkd")
 # per-step schedule with cached teacher outputs (the quick recipe), and the paper's per-epoch schedule with
 # the teacher run on every batch (shared once per batch by all students)
@@ -90,7 +91,7 @@ def test_together_writes_one_run_per_method(digits, tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_students_trained_together_in_one_cuda_graph_match_separate_runs(digits, tmp_path):
+def test_students_trained_together_in_one_cuda_graph_match_separate_runs(digits, tmp_path, deterministic_cuda):
     # separate: eager CUDA runs; together: one graph, one stream per student, a partial last batch each epoch
     config = CONFIGS["live-teacher"]
     teacher = _teacher()

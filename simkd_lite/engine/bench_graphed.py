@@ -55,7 +55,7 @@ def run_graph_bench(teacher: str | nn.Module, student: str, *, batch_size: int =
     """Step times and images/s of SimKD alone and of the four-student row; see the module doc."""
     dev = select_device(device)
     if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = not torch.backends.cudnn.deterministic
     torch.manual_seed(seed)
     teacher_net = create_model(teacher, num_classes, in_channels) if isinstance(teacher, str) else copy.deepcopy(teacher)
     num_classes = teacher_net.num_classes

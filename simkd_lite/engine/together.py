@@ -85,7 +85,7 @@ def fit_together(distillers: dict[str, Distiller], train_set, test_set, config: 
     if config.cuda_graph and device.type == "cuda" and reason:
         say(f"--cuda-graph: off for this run ({reason}); training eagerly")
     if reason is None:
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = not torch.backends.cudnn.deterministic
     step = SharedStep([distillers[n] for n in names], optimizers, teacher=teacher, device=device,
                       cuda_graph=reason is None, amp=config.amp)
     outs = {n: Path(outs[n]) for n in names} if outs else {}

@@ -345,7 +345,7 @@ def _graphed_step(distiller: Distiller, optimizer, config: TrainConfig, device: 
     if reason is not None:
         say(f"--cuda-graph: off for this run ({reason}); training eagerly")
         return None
-    torch.backends.cudnn.benchmark = True  # as the official code: algorithms picked once, in the warm-up
+    torch.backends.cudnn.benchmark = not torch.backends.cudnn.deterministic  # as the official code: algorithms picked once, in the warm-up
     return SharedStep([distiller], [optimizer], teacher=distiller.teacher, device=device, amp=config.amp)
 
 

@@ -156,7 +156,7 @@ def distill_together(methods, student_model: str, teacher_net, bundle, config: T
 
     Writes OUT/<method>/{config.json, last.pt, best.pt, results.json} (+ student.pt for SimKD).
     """
-    from simkd_lite.engine.jobs import deployed_parameters, on_device_augment, write_config
+    from simkd_lite.engine.jobs import on_device_augment, write_config
     from simkd_lite.models import count_parameters
 
     out, info = Path(out), bundle.info
@@ -164,7 +164,7 @@ def distill_together(methods, student_model: str, teacher_net, bundle, config: T
     distillers = {m: build_distiller(m, student_model, teacher_net, info, config.seed, options.get(m)) for m in methods}
     teacher_name = getattr(teacher_net, "model_name", None)
     metas = {m: {"model_name": student_model, "dataset": asdict(info),
-                 "teacher_model": teacher_name if m != "vanilla" else None} for m in methods}
+                 "teacher_model": teacher_name if distillers[m].needs_teacher else None} for m in methods}
     for m in methods:
         write_config(out / m, job="distill", method=m, dataset=info.name, student_model=student_model,
                      teacher_model=metas[m]["teacher_model"], method_options=options.get(m, {}), train=config,
@@ -177,11 +177,10 @@ def distill_together(methods, student_model: str, teacher_net, bundle, config: T
     summaries = []
     for m in methods:
         distiller = distillers[m]
-        if m == "simkd":
-            distiller.export().save(out / m / "student.pt")
+        distiller.write_deployable(out / m)
         summary = {"method": m, "model": student_model, "top1": histories[m][-1]["test_top1"],
-                   "params": deployed_parameters(distiller),
-                   "extra_params": deployed_parameters(distiller) - count_parameters(distiller.student),
+                   "params": distiller.deployed_parameters(),
+                   "extra_params": distiller.deployed_parameters() - count_parameters(distiller.student),
                    "seconds": round(seconds, 2), "together": list(methods), "history": histories[m]}
         (out / m / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
         summaries.append({**summary, "distiller": distiller})

@@ -25,9 +25,13 @@ import pytest
 pytest.importorskip("nbgrader", reason="nbgrader is a dev dependency: pip install -e '.[dev]'")
 from nbgrader.api import Gradebook  # noqa: E402
 
-pytestmark = pytest.mark.nbgrader
+from simkd_lite.data import locate_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+FASHION = locate_dataset("fashion_mnist", ROOT / "data")     # part 5 trains on it (copied from Debian's if needed)
+pytestmark = [pytest.mark.nbgrader,
+              pytest.mark.skipif(not (FASHION["present"] or Path(FASHION.get("offline_copy") or "/-").is_dir()),
+                                 reason="part 5 needs Fashion-MNIST: simkd-lite data fetch fashion_mnist")]
 NOTEBOOK = ROOT / "notebooks" / "05_assignment.ipynb"
 ASSIGNMENT, NAME = "simkd", "05_assignment"
 AUTOGRADED_POINTS = 15       # 3 + 4 + 2 + 2 + 2 + 2

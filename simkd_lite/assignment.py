@@ -1,25 +1,24 @@
-"""Checkers for the SimKD assignment (notebooks/05_assignment.ipynb), and the tool that makes its student version.
+"""Formative feedback for the SimKD assignment (notebooks/05_assignment.ipynb, an nbgrader notebook).
 
-The assignment asks for SimKD's three moving parts; each checker compares an implementation with the
-reference in `simkd_lite.distillers` and says precisely what is wrong:
+Each checker compares a student's implementation with the reference in `simkd_lite.distillers` and
+says precisely what is wrong; they help while working and are not the grade:
 
     check_alignment(align_feature_maps)   # (feat_s, feat_t) -> (student map, teacher map), same H and W
     check_projector(Projector)            # Projector(s, t, factor): .transfer with the official layout
     check_loss(simkd_loss)                # (projected, target) -> scalar MSE over every element
+    check_logits(simkd_logits)            # (projected map, teacher head) -> logits through the reused head
 
 Each returns a `Feedback` (truthy when passed) that prints as one line: PASS/FAIL, what, why.
 
-The notebook holds reference solutions between `### BEGIN SOLUTION` and `### END SOLUTION` lines.
-The student version replaces each such block by `raise NotImplementedError(...)`:
-
-    python -m simkd_lite.assignment make-student notebooks/05_assignment.ipynb 05_assignment_student.ipynb
+The grade comes from nbgrader (course/README.md): the notebook's graded cells test the same contract
+against hand-computed values, and its hidden tests use `package_code_used` to make sure a solution
+is the student's own code rather than a call into the reference that these checkers use.
 """
 from __future__ import annotations
 
-import argparse
-import sys
+import builtins
 from dataclasses import dataclass
-from pathlib import Path
+from types import CodeType, FunctionType, ModuleType
 from typing import Callable
 
 import torch
@@ -30,7 +29,6 @@ from simkd_lite.distillers.losses import align_feature_maps as reference_alignme
 from simkd_lite.distillers.losses import feature_l2_loss as reference_loss
 from simkd_lite.distillers.projector import SimKDProjector, projector_parameter_count
 
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 NOT_IMPLEMENTED = "not implemented yet"
 TOLERANCE = 1e-5
 
@@ -255,65 +253,79 @@ def check_all(align_fn, projector_cls, loss_fn) -> list[Feedback]:
     return results
 
 
-# ------------------------------------------------------------------------------------------ student version
-def strip_solutions(source: str, message: str = "your code here") -> tuple[str, int]:
-    """Replace every BEGIN/END SOLUTION block of one cell's source by `raise NotImplementedError`.
+# ------------------------------------------------------------------------------------------ part 4
+def check_logits(fn: Callable[[Tensor, nn.Linear], Tensor]) -> Feedback:
+    """`fn(projected_map, teacher_head)` must global-average-pool the map and apply the head, unchanged."""
+    name = "logits"
+    generator = torch.Generator().manual_seed(0)
+    projected = torch.rand(3, 8, 4, 4, generator=generator)
+    head = nn.Linear(8, 5)
+    before = {k: v.clone() for k, v in head.state_dict().items()}
+    try:
+        logits = fn(projected.clone(), head)
+    except NotImplementedError:
+        return _not_implemented(name, "simkd_logits")
+    except Exception as err:  # noqa: BLE001
+        return _crashed(name, err, "a projected map of shape (3, 8, 4, 4) and a Linear(8, 5) head")
+    if any(not torch.equal(v, head.state_dict()[k]) for k, v in before.items()):
+        return Feedback(name, False, "the teacher's head changed: it is reused frozen, never modified.")
+    if not isinstance(logits, Tensor) or logits.shape != (3, 5):
+        got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        return Feedback(name, False, f"expected logits of shape (3, 5) for 3 maps and 5 classes, got {got}: pool "
+                                     "each channel over H and W, then apply the head.")
+    with torch.no_grad():
+        want = head(projected.mean(dim=(2, 3)))
+        if _max_diff(logits, want) > TOLERANCE:
+            if _max_diff(logits, head(projected.amax(dim=(2, 3)))) < TOLERANCE:
+                hint = "that is max pooling: the teacher's head was trained on *average*-pooled features"
+            elif _max_diff(logits, want.softmax(dim=1)) < TOLERANCE:
+                hint = "those are probabilities: return the logits, before any softmax"
+            else:
+                hint = "expected head(mean of the map over H and W)"
+            return Feedback(name, False, f"logits differ from the reference (max abs difference "
+                                         f"{_max_diff(logits, want):.3g}); {hint}.")
+    return Feedback(name, True, "global average pooling, then the teacher's frozen classifier, as SimKD predicts.")
 
-    The `raise` keeps the indentation of the BEGIN line. Returns (new source, number of blocks).
+
+# ------------------------------------------------------------------------------------------ grading
+def package_code_used(obj) -> list[str]:
+    """The simkd_lite names a function or class (defined in a notebook) relies on; [] when it is self-made.
+
+    The assignment's hidden tests assert this is empty: a solution that calls the reference these
+    checkers compare against (`simkd_lite.distillers...`) would pass every value test without being
+    the student's work. It inspects the object itself, its base classes, and every global name the
+    code of its functions refers to (nested functions and lambdas included).
     """
-    out, inside, blocks, indent = [], False, 0, ""
-    for number, line in enumerate(source.splitlines(keepends=True), 1):
-        stripped = line.strip()
-        if stripped.startswith(BEGIN):
-            if inside:
-                raise ValueError(f"line {number}: {BEGIN} inside another solution block.")
-            inside, blocks = True, blocks + 1
-            indent = line[: len(line) - len(line.lstrip())]
-            out.append(f"{indent}raise NotImplementedError({message!r})\n")
-        elif stripped.startswith(END):
-            if not inside:
-                raise ValueError(f"line {number}: {END} without a {BEGIN}.")
-            inside = False
-        elif not inside:
-            out.append(line)
-    if inside:
-        raise ValueError(f"a {BEGIN} block is never closed by {END}.")
-    return "".join(out), blocks
+    used = []
+    if _from_package(obj):
+        used.append(f"{getattr(obj, '__qualname__', obj)} comes from {obj.__module__}")
+    functions = [obj] if isinstance(obj, FunctionType) else []
+    if isinstance(obj, type):
+        used += [f"base class {base.__module__}.{base.__qualname__}" for base in obj.__mro__[1:] if _from_package(base)]
+        for member in vars(obj).values():
+            member = getattr(member, "__func__", getattr(member, "fget", member))  # static/class methods, properties
+            if isinstance(member, FunctionType):
+                functions.append(member)
+    for function in functions:
+        for name in _global_names(function.__code__):
+            value = function.__globals__.get(name, getattr(builtins, name, None))
+            if value is not None and _from_package(value):
+                used.append(f"{function.__qualname__} uses {name} ({_module_of(value)})")
+    return sorted(set(used))
 
 
-def make_student(source: str | Path, destination: str | Path) -> int:
-    """Write the student version of a notebook: solutions replaced, outputs cleared. Returns the block count."""
-    import nbformat
-
-    notebook = nbformat.read(str(source), as_version=4)
-    total = 0
-    for cell in notebook.cells:
-        if cell.cell_type != "code":
-            continue
-        cell.source, blocks = strip_solutions(cell.source)
-        total += blocks
-        cell.outputs, cell.execution_count = [], None
-    if total == 0:
-        raise ValueError(f"{source} has no {BEGIN} ... {END} blocks: nothing to remove.")
-    nbformat.validate(notebook)
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(notebook, str(destination))
-    return total
+def _module_of(value) -> str:
+    return value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None) or ""
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m simkd_lite.assignment",
-                                     description="Tools for the SimKD assignment notebook.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    make = sub.add_parser("make-student", help="write the student version (solutions -> raise NotImplementedError)")
-    make.add_argument("source", help="the notebook with reference solutions, e.g. notebooks/05_assignment.ipynb")
-    make.add_argument("destination", help="where to write the student notebook")
-    args = parser.parse_args(argv)
-    blocks = make_student(args.source, args.destination)
-    print(f"wrote {args.destination}: {blocks} solution blocks replaced by `raise NotImplementedError`")
-    return 0
+def _from_package(value) -> bool:
+    module = _module_of(value)
+    return module == "simkd_lite" or module.startswith("simkd_lite.")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _global_names(code: CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            names |= _global_names(const)
+    return names

@@ -63,3 +63,14 @@ def test_run_benchmarks_script_tiny(tmp_path):
     assert results["rows"] and all(row["train_images_per_s"] > 0 for row in results["rows"])
     readme = (tmp_path / "README.md").read_text()
     assert "images/s" in readme and "speedup" in readme.lower()
+
+
+def test_graph_bench_reports_simkd_alone_and_the_four_student_row():
+    from simkd_lite.engine.bench_graphed import graph_table, run_graph_bench
+
+    result = run_graph_bench("resnet8", "resnet8_w8", batch_size=8, steps=1, image_size=16, num_classes=10)
+    assert result["graphed"] is False  # CPU: the same step, eagerly
+    assert result["simkd_images_per_s"] > 0 and result["together_ratio"] > 0
+    assert result["together_methods"] == ["vanilla", "kd", "fitnet", "simkd"]
+    bench = run_bench("resnet8", "resnet8_w8", **TINY)
+    assert "4 students together" in graph_table({**bench, "graphed": result})

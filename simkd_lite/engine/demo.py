@@ -30,7 +30,7 @@ def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | 
              data_root: str | Path = "data", seed: int = 0, device: str | None = None, epochs: int | None = None,
              teacher: str | Path | None = None, teacher_model: str | None = None, train_new_teacher: bool = False,
              student_model: str | None = None, methods=DEMO_METHODS, figures: bool = True, log=print,
-             progress=None, speedups: dict | None = None) -> dict:
+             progress=None, speedups: dict | None = None, together: bool = False) -> dict:
     """Run the whole comparison; returns (and writes) the results dict of `OUT/results.json`."""
     started = time.perf_counter()
     out = Path(out)
@@ -66,11 +66,18 @@ def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | 
     log(f"data prepared and teacher evaluated in {time.perf_counter() - t0:.1f}s: teacher {teacher_top1:.2f}%")
 
     students, distillers = [], {}
-    for method in methods:
-        result = distill_student(method, student_model, teacher_net, bundle, config, out / method,
-                                 options=recipe.method_options.get(method, {}), log=log, progress=progress,
-                                 shared=shared)
-        distillers[method] = result.pop("distiller")
+    if together:  # one joint run: the same batches, one teacher forward per batch (engine/together.py)
+        from simkd_lite.engine.together import distill_together
+
+        results = distill_together(methods, student_model, teacher_net, bundle, config, out,
+                                   options={m: recipe.method_options.get(m, {}) for m in methods}, log=log,
+                                   progress=progress, shared=shared)
+    else:
+        results = (distill_student(method, student_model, teacher_net, bundle, config, out / method,
+                                   options=recipe.method_options.get(method, {}), log=log, progress=progress,
+                                   shared=shared) for method in methods)
+    for result in results:
+        distillers[result["method"]] = result.pop("distiller")
         students.append(result)
 
     results = {

@@ -46,7 +46,8 @@ def _paper(dataset: str, teacher: str = "resnet32x4", student: str = "resnet8x4"
     # On a GPU the fast path pays off over 240 epochs: bf16 autocast and a compiled frozen teacher
     # (both are no-ops / optional on CPU; see simkd_lite/engine/fast.py and benchmarks/README.md).
     recipe = TrainConfig(epochs=240, batch_size=64, lr=0.05, schedule="multistep", milestones=(150, 180, 210),
-                         augment=True, cache_teacher=False, amp=True, compile_teacher=True)
+                         augment=True, cache_teacher=False, amp=True, compile_teacher=True,
+                         cuda_graph=True)  # CUDA only; see engine/graphed.py and benchmarks/README.md
     return Profile("paper", dataset, teacher, student, teacher=recipe, student=recipe)
 
 

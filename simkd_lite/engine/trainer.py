@@ -29,6 +29,7 @@ from simkd_lite.distillers import Distiller, FrozenTeacher, TeacherOutputs
 from simkd_lite.engine import distributed as ddp
 from simkd_lite.engine.fast import (DeviceTensorBatches, GpuAugment, distill_step, maybe_compile, prepare_teacher,
                                     to_uint8_tensors)
+from simkd_lite.engine.graphed import SharedStep, graph_unsupported, run_epoch
 from simkd_lite.engine.runtime import (epoch_generator, epoch_order, restore_rng_state, rng_state, seed_everything,
                                        select_device)
 
@@ -68,6 +69,7 @@ class TrainConfig:
     compile_student: bool = False  # torch.compile the student's training step
     amp: bool = False  # bf16 autocast on CUDA only (on this project's CPUs bf16 is ~9x slower)
     device_data: bool = True  # augmentation: uint8 data on the device (GPU or CPU), crop/flip/normalise in batches
+    cuda_graph: bool = False  # CUDA only: replay each full-batch step from a CUDA graph (engine/graphed.py)
 
 
 # ------------------------------------------------------------------------------------ data
@@ -189,6 +191,30 @@ def _restore(distiller: Distiller, optimizer, scheduler, checkpoint: dict) -> No
     restore_rng_state(checkpoint["rng"])
 
 
+def make_batches(distiller: Distiller, train_set: Dataset, config: TrainConfig, device: torch.device,
+                 gpu_augment: GpuAugment | None = None, train_tensors: tuple[Tensor, Tensor] | None = None,
+                 teacher_cache: TeacherOutputs | None = None, say: Callable[[str], None] = lambda msg: None):
+    """The batch stream of a run: (x, y, cached teacher outputs or None) per step, by `.epoch(e)`.
+
+    On-device augmentation for uint8 datasets (`config.device_data`), a DataLoader for the others,
+    fixed tensors (and optionally cached teacher outputs) without augmentation. The order and the
+    augmentation depend only on (seed, epoch), so runs with the same seed see the same batches.
+    """
+    uint8_data = _uint8_tensors(train_set) if config.augment and config.device_data and gpu_augment else None
+    if uint8_data is not None:
+        return DeviceTensorBatches(*uint8_data, gpu_augment, config.batch_size, config.seed, device)
+    if config.augment:
+        return LoaderBatches(train_set, config.batch_size, config.seed, config.num_workers,
+                             pin_memory=device.type == "cuda")
+    train_x, train_y = train_tensors if train_tensors is not None else materialize(train_set)
+    cached = teacher_cache if distiller.teacher is not None else None
+    if cached is None and config.cache_teacher and distiller.teacher is not None:
+        start = time.perf_counter()
+        cached = cache_teacher_outputs(distiller.teacher, train_x, device, config.eval_batch_size)
+        say(f"cached teacher outputs for {len(train_x)} images in {time.perf_counter() - start:.1f}s")
+    return TensorBatches(train_x, train_y, cached, config.batch_size, config.seed)
+
+
 # -------------------------------------------------------------------------------- the loop
 def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: TrainConfig,
         out_dir: str | Path | None = None, *, resume: bool = False, meta: dict | None = None,
@@ -229,27 +255,14 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
     distiller.to(memory_format=memory_format)
 
     test_x, test_y = test_tensors if test_tensors is not None else materialize(test_set)
-    uint8_data = _uint8_tensors(train_set) if config.augment and config.device_data and gpu_augment else None
-    if uint8_data is not None:
-        batches = DeviceTensorBatches(*uint8_data, gpu_augment, config.batch_size, config.seed, device)
-    elif config.augment:
-        batches = LoaderBatches(train_set, config.batch_size, config.seed, config.num_workers,
-                                pin_memory=device.type == "cuda")
-    else:
-        train_x, train_y = train_tensors if train_tensors is not None else materialize(train_set)
-        cached = teacher_cache if distiller.teacher is not None else None
-        if cached is None and config.cache_teacher and distiller.teacher is not None:
-            start = time.perf_counter()
-            cached = cache_teacher_outputs(distiller.teacher, train_x, device, config.eval_batch_size)
-            say(f"cached teacher outputs for {len(train_x)} images in {time.perf_counter() - start:.1f}s")
-        batches = TensorBatches(train_x, train_y, cached, config.batch_size, config.seed)
-
+    batches = make_batches(distiller, train_set, config, device, gpu_augment, train_tensors, teacher_cache, say)
     train_step = maybe_compile(distiller.forward_train, config.compile_student)
     if ddp.is_distributed():
         train_step = DistributedDataParallel(ddp.TrainStep(distiller),
                                              device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer([p for p in distiller.parameters() if p.requires_grad], config)
     scheduler, schedule_unit = make_scheduler(optimizer, config, len(batches))
+    graphed = _graphed_step(distiller, optimizer, config, device, say)
     start_epoch, best_acc, history = 0, 0.0, []
     last_path = out / "last.pt" if out else None
     if resume and last_path is not None and last_path.exists():
@@ -265,6 +278,15 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
         sums: dict[str, float] = {}
         correct = seen = 0
         bar = tqdm(batches.epoch(epoch), total=len(batches), leave=False, disable=_quiet(progress), unit="batch")
+        if graphed is not None:  # the same step, replayed from a CUDA graph; sums read once per epoch
+            run_epoch(graphed, bar, device, memory_format)
+            [(sums, correct, seen)] = graphed.take_metrics()
+            if not all(math.isfinite(v) for v in sums.values()):
+                where = f"{last_path} (after epoch {epoch})" if last_path and last_path.exists() else "none yet"
+                raise TrainingDivergedError(f"The loss became non-finite during epoch {epoch + 1} (checked once per "
+                                            f"epoch with --cuda-graph); training stopped. Last good checkpoint: "
+                                            f"{where}. Try a lower --lr.")
+            bar = ()
         for step, (x, y, teacher_out) in enumerate(bar):
             x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
             y = y.to(device, non_blocking=True)
@@ -318,6 +340,18 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
     if ddp.is_distributed():
         _record_replica_agreement(distiller, last_path if main_process else None, say)
     return history
+
+
+def _graphed_step(distiller: Distiller, optimizer, config: TrainConfig, device: torch.device, say):
+    """A `SharedStep` replaying CUDA graphs when `config.cuda_graph` and the run allows it, else None."""
+    if not config.cuda_graph or device.type != "cuda":  # CPU / MPS: the eager loop below, silently
+        return None
+    reason = graph_unsupported(config, device, distributed=ddp.is_distributed())
+    if reason is not None:
+        say(f"--cuda-graph: off for this run ({reason}); training eagerly")
+        return None
+    torch.backends.cudnn.benchmark = not torch.backends.cudnn.deterministic  # as the official code: algorithms picked once, in the warm-up
+    return SharedStep([distiller], [optimizer], teacher=distiller.teacher, device=device, amp=config.amp)
 
 
 def _record_replica_agreement(distiller: Distiller, last_path: Path | None, say) -> None:

@@ -1,0 +1,238 @@
+"""One training step for one or several students, replayed from a CUDA graph; eager everywhere else.
+
+    step = SharedStep([distiller], [optimizer], teacher=distiller.teacher, device=device, cuda_graph=True)
+    for x, y, teacher_out in batches.epoch(epoch):       # x augmented on the device just before the graph
+        step(x, y, teacher_out)
+    sums, correct, seen = step.take_metrics()[0]         # one device->host sync per epoch
+
+What one call does, for every member (a distiller with its own optimizer):
+    teacher forward under no_grad (ONCE per batch, shared by all members) ->
+    forward_train -> total loss -> zero_grad -> backward -> optimizer.step -> loss / accuracy sums
+exactly the loop body of `trainer.fit` (`fast.distill_step`), in the same order, with the same optimizer.
+
+Why a graph: at the official batch size 64 a SimKD step is a few hundred small kernels, and the GPU
+waits on Python and on kernel launches more than it computes. A CUDA graph records the launches once
+and replays them with one call. What that needs, and how it is kept exact:
+- static buffers: the batch is copied into fixed input tensors; the graph reads those.
+- a full batch only: the last, smaller batch of an epoch (50,000 = 781 x 64 + 16) runs eagerly on the
+  same parameters, gradients and momentum buffers, so the math is the same step.
+- warm-up: the first `warmup` full batches run eagerly (they are real training steps). SGD creates its
+  momentum buffers in its first step, cuDNN picks its algorithms: the graph is captured after that.
+- the learning rate: `torch.optim.SGD` (foreach) bakes the float lr into the recorded kernels, so the
+  graph is captured again whenever a member's lr changes (3 times in the paper's 240 epochs). Per-step
+  schedules (cosine, one-cycle) would recapture every step: they run eagerly (`graph_unsupported`).
+- no host syncs inside: loss and accuracy are summed on the device (float64) and read once per epoch,
+  so a NaN loss is detected at the end of the epoch, not at its step.
+- several members: each member's step is recorded on its own CUDA stream after the shared teacher
+  forward, so the small kernels of different students overlap on the GPU.
+On CPU (and MPS) there is no graph: the same code runs the members eagerly one after another.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from simkd_lite.distillers import Distiller, TeacherOutputs, total_loss
+
+
+def graph_unsupported(config, device: torch.device, *, distributed: bool = False) -> str | None:
+    """Why a run cannot use the CUDA-graph step (None: it can). `config` is a `TrainConfig`."""
+    if device.type != "cuda":
+        return f"CUDA graphs need a CUDA device (this run is on {device.type})"
+    if not hasattr(torch.cuda, "CUDAGraph"):
+        return "this torch has no torch.cuda.CUDAGraph"
+    if distributed:
+        return "DDP's gradient all-reduce is not captured here"
+    if config.optimizer != "sgd":
+        return f"only SGD is captured (its state lives on the device); {config.optimizer!r} keeps a CPU step count"
+    if config.schedule != "multistep":
+        return f"the {config.schedule!r} schedule changes the learning rate every step (a recapture per step)"
+    if config.compile_student or config.compile_teacher:
+        return "torch.compile and a CUDA graph are alternatives (both remove launch overhead); pick one"
+    return None
+
+
+class _Member:
+    """One distiller, its optimizer and its running sums (device tensors, updated in place)."""
+
+    def __init__(self, distiller: Distiller, optimizer: torch.optim.Optimizer, device: torch.device):
+        self.distiller, self.optimizer = distiller, optimizer
+        self.sums: dict[str, Tensor] = {}
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.seen = 0
+
+    def lrs(self) -> tuple[float, ...]:
+        return tuple(float(group["lr"]) for group in self.optimizer.param_groups)
+
+    def step(self, x: Tensor, y: Tensor, teacher_out: TeacherOutputs | None, *, set_to_none: bool,
+             autocast) -> None:
+        """The loop body of `trainer.fit` for this member, plus on-device sums (no host sync)."""
+        with autocast():
+            logits, losses = self.distiller.forward_train(x, y, teacher_out)
+            loss = total_loss(losses)
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            for name, value in losses.items():
+                if name not in self.sums:  # created in the eager warm-up, before any capture
+                    self.sums[name] = torch.zeros((), dtype=torch.float64, device=y.device)
+                self.sums[name].add_(value.detach().double() * len(y))
+            self.correct.add_((logits.argmax(1) == y).sum())
+
+
+class SharedStep:
+    """A training step for `distillers` (each with its optimizer), one teacher forward shared per batch.
+
+    teacher: the frozen teacher (e.g. `distiller.teacher`, a `FrozenTeacher`) or None (vanilla only, or
+        when the batches bring cached teacher outputs). Its outputs are computed once per batch and
+        passed to every member's `forward_train` as `teacher_out`.
+    cuda_graph: capture full batches in a CUDA graph (CUDA only; ignored elsewhere). Callers decide
+        eligibility with `graph_unsupported`.
+    warmup: eager full batches before the first capture (>= 1: SGD's first step is structurally
+        different, it creates the momentum buffers).
+    streams: record each member on its own CUDA stream inside the graph (several members only).
+    amp: bf16 autocast on CUDA (the autocast weight cache is off, as graphs require).
+    """
+
+    def __init__(self, distillers: Sequence[Distiller], optimizers: Sequence[torch.optim.Optimizer], *,
+                 teacher=None, device: torch.device | str, cuda_graph: bool = True, warmup: int = 3,
+                 streams: bool = True, amp: bool = False):
+        if len(distillers) != len(optimizers) or not distillers:
+            raise ValueError("SharedStep needs one optimizer per distiller (and at least one distiller)")
+        if warmup < 1:
+            raise ValueError("warmup must be >= 1 (SGD builds its momentum buffers in its first step)")
+        self.device = torch.device(device)
+        self.members = [_Member(d, o, self.device) for d, o in zip(distillers, optimizers)]
+        self.teacher = teacher
+        self.use_graph = bool(cuda_graph) and self.device.type == "cuda"
+        self.warmup, self.amp = warmup, amp
+        self.use_streams = streams and len(self.members) > 1
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.captures = 0  # how many times a graph was recorded (1 + one per lr change)
+        self.replays = 0
+        self.eager_steps = 0
+        self._full_batch: int | None = None  # the batch size of the graph (the first batch's)
+        self._key = None
+        self._static: tuple | None = None
+        self._streams: list[torch.cuda.Stream] = []
+        self._side: torch.cuda.Stream | None = None
+        self._capturing = False
+
+    # ------------------------------------------------------------------ one step
+    def __call__(self, x: Tensor, y: Tensor, teacher_out: TeacherOutputs | None = None) -> None:
+        if self._full_batch is None:
+            self._full_batch = len(y)
+        if not self.use_graph or len(y) != self._full_batch:
+            self._eager(x, y, teacher_out)  # CPU, or the last partial batch of an epoch
+            return
+        if self.graph is None and self.eager_steps < self.warmup:
+            self._eager(x, y, teacher_out, side_stream=True)
+            return
+        key = (tuple(x.shape), x.stride(), teacher_out is None, tuple(m.lrs() for m in self.members))
+        if self.graph is None or key != self._key:
+            self._capture(x, y, teacher_out)
+            self._key = key
+        static_x, static_y, static_t = self._static
+        static_x.copy_(x)
+        static_y.copy_(y)
+        if static_t is not None:
+            static_t.features.copy_(teacher_out.features)
+            static_t.logits.copy_(teacher_out.logits)
+        self.graph.replay()
+        self.replays += 1
+        for member in self.members:
+            member.seen += len(y)
+
+    def take_metrics(self) -> list[tuple[dict[str, float], int, int]]:
+        """Per member (loss sums over samples, correct predictions, samples seen); then reset to zero.
+
+        The one host sync of an epoch. Resetting is in place: the graph keeps adding into these tensors.
+        """
+        out = []
+        for member in self.members:
+            sums = {name: float(value.item()) for name, value in member.sums.items()}
+            out.append((sums, int(member.correct.item()), member.seen))
+            for value in member.sums.values():
+                value.zero_()
+            member.correct.zero_()
+            member.seen = 0
+        return out
+
+    # ------------------------------------------------------------------ internals
+    def _autocast(self):
+        if self.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not self.use_graph)
+        return contextlib.nullcontext()
+
+    def _teacher_out(self, x: Tensor, teacher_out: TeacherOutputs | None) -> TeacherOutputs | None:
+        if teacher_out is not None or self.teacher is None:
+            return teacher_out
+        with self._autocast():
+            return self.teacher(x)  # FrozenTeacher: no_grad, features + logits
+
+    def _body(self, x: Tensor, y: Tensor, teacher_out: TeacherOutputs | None, set_to_none: bool) -> None:
+        teacher_out = self._teacher_out(x, teacher_out)
+        if not (self.use_streams and self._capturing):
+            for member in self.members:
+                member.step(x, y, teacher_out, set_to_none=set_to_none, autocast=self._autocast)
+            return
+        main = torch.cuda.current_stream()
+        for member, stream in zip(self.members, self._streams):
+            stream.wait_stream(main)  # fork after the shared teacher forward
+            with torch.cuda.stream(stream):
+                member.step(x, y, teacher_out, set_to_none=set_to_none, autocast=self._autocast)
+        for stream in self._streams:
+            main.wait_stream(stream)  # join: every member's step is part of the graph
+
+    def _eager(self, x, y, teacher_out, side_stream: bool = False) -> None:
+        # Before a graph exists: set_to_none=True, exactly `fit`'s eager step. Afterwards the gradient
+        # tensors belong to the graph and are zeroed in place instead (0 + g = g: the same numbers).
+        set_to_none = self.graph is None
+        if side_stream:  # PyTorch's recipe: warm up on a side stream before capturing
+            if self._side is None:
+                self._side = torch.cuda.Stream(self.device)
+            self._side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self._side):
+                self._body(x, y, teacher_out, set_to_none)
+            torch.cuda.current_stream().wait_stream(self._side)
+        else:
+            self._body(x, y, teacher_out, set_to_none)
+        self.eager_steps += 1
+        for member in self.members:
+            member.seen += len(y)
+
+    def _capture(self, x: Tensor, y: Tensor, teacher_out: TeacherOutputs | None) -> None:
+        """Record one step on static copies of this batch (recording runs nothing: `__call__` replays)."""
+        self.graph = None  # frees the previous graph's memory pool (an lr change)
+        static_x, static_y = torch.empty_like(x), torch.empty_like(y)
+        static_t = None if teacher_out is None else TeacherOutputs(torch.empty_like(teacher_out.features),
+                                                                    torch.empty_like(teacher_out.logits))
+        if self.use_streams and not self._streams:
+            self._streams = [torch.cuda.Stream(self.device) for _ in self.members]
+        for member in self.members:
+            # Gradients are born inside the graph (its memory pool) and rewritten by every replay.
+            member.optimizer.zero_grad(set_to_none=True)
+        torch.cuda.synchronize(self.device)
+        graph = torch.cuda.CUDAGraph()
+        self._capturing = True
+        try:
+            with torch.cuda.graph(graph):
+                self._body(static_x, static_y, static_t, set_to_none=False)
+        finally:
+            self._capturing = False
+        self.graph, self._static = graph, (static_x, static_y, static_t)
+        self.captures += 1
+
+
+def run_epoch(step: SharedStep, batches, device: torch.device, memory_format=torch.contiguous_format) -> None:
+    """Feed one epoch of `batches.epoch(...)`-style (x, y, teacher_out) batches to `step`."""
+    for x, y, teacher_out in batches:
+        x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        y = y.to(device, non_blocking=True)
+        if teacher_out is not None:
+            teacher_out = TeacherOutputs(teacher_out.features.to(device), teacher_out.logits.to(device))
+        step(x, y, teacher_out)

@@ -2,6 +2,7 @@
 
     python benchmarks/demo_seeds.py                 # seeds 0 1 2, quick profile, Fashion-MNIST
     python benchmarks/demo_seeds.py --seeds 0 --out /tmp/check
+    python benchmarks/demo_seeds.py --merge /tmp/s0/demo_seeds.json /tmp/s1/demo_seeds.json   # one table
 
 Each seed is a separate `simkd-lite demo` process, timed from the outside (wall seconds, start-up
 included), exactly what a user who types the command waits for. The notebooks quote this table
@@ -102,12 +103,20 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, help="passed to `simkd-lite demo --threads` (default: torch's choice)")
     p.add_argument("--out", default=str(HERE))
     p.add_argument("--runs", default="runs/demo_seeds")
+    p.add_argument("--merge", nargs="+", metavar="JSON",
+                   help="build the table from the rows of earlier demo_seeds.json files (e.g. seeds run separately)")
     args = p.parse_args(argv)
 
-    rows = [run_seed(seed, args.dataset, Path(args.runs) / f"seed{seed}", args.threads) for seed in args.seeds]
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    command = "python benchmarks/demo_seeds.py --seeds " + " ".join(map(str, args.seeds)) \
-        + (f" --threads {args.threads}" if args.threads else "")
+    if args.merge:
+        parts = [json.loads(Path(f).read_text()) for f in args.merge]
+        rows = sorted((r for part in parts for r in part["rows"]), key=lambda r: r["seed"])
+        args.seeds, args.dataset = [r["seed"] for r in rows], parts[0]["dataset"]
+        command = " + ".join(part["command"] for part in parts)
+    else:
+        rows = [run_seed(seed, args.dataset, Path(args.runs) / f"seed{seed}", args.threads) for seed in args.seeds]
+        command = "python benchmarks/demo_seeds.py --seeds " + " ".join(map(str, args.seeds)) \
+            + (f" --threads {args.threads}" if args.threads else "")
     images = {r["test_images"] for r in rows}
     data = {"dataset": args.dataset, "machine": machine, "command": command, "seeds": args.seeds,
             "test_images": images.pop() if len(images) == 1 else None, "rows": rows, "summary": summarise(rows)}

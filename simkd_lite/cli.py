@@ -375,8 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # the file system said no (a full disk, permissions...): one line naming the path
         from simkd_lite.errors import describe_os_error
 
-        print(f"simkd-lite {args.command}: error: {describe_os_error(err, err.filename or '?', 'using')}",
-              file=sys.stderr)
+        message = describe_os_error(err, err.filename, "using") if err.filename else (err.strerror or str(err))
+        print(f"simkd-lite {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; rerun with --resume to continue from the last finished epoch", file=sys.stderr)

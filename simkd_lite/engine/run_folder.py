@@ -77,9 +77,14 @@ class FolderLock:
             os.close(fd)
             raise SimKDLiteError(f"{self.folder} is in use by another run (PID {holder}); wait for it to end, "
                                  "or choose another --out") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
+        try:
+            with writing(self.folder, "writing to"):
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+        except BaseException:
+            self.release()
+            raise
         return self
 
     def release(self) -> None:

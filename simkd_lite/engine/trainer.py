@@ -345,9 +345,13 @@ def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tr
         best_acc = max(best_acc, test_acc or 0.0)
         if out is not None and main_process:
             state = _checkpoint(distiller, optimizer, scheduler, epoch + 1, best_acc, history, config, meta or {})
-            if improved:  # best.pt first: a crash in between leaves it ahead of last.pt, never behind
-                atomic_save(state, out / "best.pt")
-            atomic_save(state, last_path)
+            try:
+                if improved:  # best.pt first: a crash in between leaves it ahead of last.pt, never behind
+                    atomic_save(state, out / "best.pt")
+                atomic_save(state, last_path)
+            except SimKDLiteError as err:  # e.g. a full disk: the previous files are intact
+                kept = f"{last_path} (after epoch {epoch}) is intact" if last_path.exists() else "none was written yet"
+                raise SimKDLiteError(f"{err}; the last good checkpoint {kept}: fix that, then rerun with --resume") from err
         ddp.barrier()
         losses_text = " ".join(f"{k[5:]} {v:.4f}" for k, v in record.items() if k.startswith("loss_"))
         say(f"[{label}] epoch {epoch + 1}/{config.epochs}  {losses_text}  train {record['train_top1']:.2f}%  "

@@ -85,7 +85,8 @@ RUN_FOLDER_HELP = """output folders: a folder holds one run. A fresh run refuses
   with the saved settings and refuses, listing them, if anything else differs (recipe, seed, models,
   method options, data set, teacher weights); only --epochs may change, and only with the multistep
   schedule (its learning rate does not depend on the total) and not below the epochs already done:
-  onecycle and cosine set every step's learning rate from the total number of epochs."""
+  onecycle and cosine set every step's learning rate from the total number of epochs. --device and the
+  speed-ups that keep results to float tolerance may change (not --amp, not --no-device-data)."""
 
 
 def _run_flags(p: argparse.ArgumentParser, default_out: str) -> None:

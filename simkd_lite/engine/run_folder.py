@@ -12,7 +12,7 @@ What claiming guarantees (README: "Training never loses work"):
 - Temporary files of interrupted saves (`*.tmp`) are removed once the lock is held.
 - `resume` compares the saved run description with the new one and refuses, listing the
   differences. Allowed to differ: where and how fast the run executes (`RUNTIME_FIELDS`, the
-  teacher's path when its weights are the same) and the number of epochs under `EPOCHS_RULE`.
+  teacher's path when its weights are the same) and the number of epochs as `check_epochs` allows.
 - `best.pt` never lags `last.pt`: the trainer writes `best.pt` first, and a resume repairs a folder
   left by older versions, which wrote them the other way round.
 - `OUT/config.json` (the run description) is written atomically, after all of this passed.
@@ -36,13 +36,10 @@ except ImportError:  # Windows: no flock; runs are then not locked
 LOCK_NAME = ".lock"
 RUN_FILES = ("last.pt", "best.pt", "student.pt", "config.json")
 # Training settings a resume may change: they decide where and how fast the run executes, not its result
-# (each speed-up is checked against the plain path to float tolerance in tests/test_fast.py).
+# (each speed-up is checked against the plain path to float tolerance in tests/test_fast.py). Not among
+# them: amp (bf16 changes the numbers) and device_data (another augmentation code path draws other crops).
 RUNTIME_FIELDS = frozenset({"device", "num_workers", "eval_batch_size", "fold_bn", "channels_last",
-                            "compile_teacher", "compile_student", "device_data"})
-EPOCHS_RULE = ("--resume continues with the saved settings; only --epochs may change, and only with the "
-               "multistep schedule (its learning rate does not depend on the total) and not below the epochs "
-               "already done. The onecycle and cosine schedules set every step's learning rate from the total "
-               "number of epochs, so there --epochs must stay as it was.")
+                            "compile_teacher", "compile_student"})
 
 
 # ------------------------------------------------------------------------------ the folder
@@ -212,7 +209,9 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def check_epochs(folder: Path, saved: dict, new: dict, done: int) -> None:
-    """Apply EPOCHS_RULE; `done` is the number of epochs last.pt holds."""
+    """Only multistep runs may change their number of epochs on resume (their learning rate does not
+    depend on the total), and not below the `done` epochs last.pt holds; onecycle and cosine set every
+    step's learning rate from the total, so there it must stay."""
     before = (saved or {}).get("train", {}).get("epochs", new["train"]["epochs"])
     after, schedule = new["train"]["epochs"], new["train"]["schedule"]
     if after == before:

@@ -25,7 +25,8 @@ EXAMPLES = {
     "train-teacher": """examples:
   simkd-lite train-teacher --dataset fashion_mnist --model resnet14x2 --out runs/teacher
   simkd-lite train-teacher --dataset cifar100 --profile paper --model resnet32x4 --out runs/t_r32x4 --device cuda
-  simkd-lite train-teacher --out runs/teacher --resume          # continue after an interruption""",
+  simkd-lite train-teacher --out runs/teacher --resume          # continue after an interruption
+  simkd-lite train-teacher --out runs/teacher --overwrite       # start again, replacing the run in runs/teacher""",
     "distill": """examples:
   simkd-lite distill --method simkd --teacher runs/teacher/best.pt --out runs/simkd
   simkd-lite distill --method kd --dataset cifar100 --profile paper --student resnet8x4 \\

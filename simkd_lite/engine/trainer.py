@@ -224,8 +224,10 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
         return _fit(distiller, train_set, test_set, config, out_dir, resume=resume, meta=meta, log=log, **options)
     say = (lambda msg: tqdm.write(msg)) if log is print else (log or (lambda msg: None))
     run = dict(run if run is not None else {"method": distiller.method, **(meta or {})})
-    if distiller.teacher is not None:
-        run["teacher_sha256"] = ddp.parameters_digest(distiller.teacher.model)
+    if distiller.teacher is not None:  # the digest of the weights as given (not of a BN-folded copy)
+        teacher = distiller.teacher
+        teacher.sha256 = getattr(teacher, "sha256", None) or ddp.parameters_digest(teacher.model)
+        run["teacher_sha256"] = teacher.sha256
     run = plain({**run, "train_images": len(train_set), "test_images": len(test_set), "train": asdict(config)})
     with claim_run_folder(out_dir, run, resume=resume, overwrite=overwrite, log=say) as resuming:
         return _fit(distiller, train_set, test_set, config, out_dir, resume=resuming,
@@ -263,9 +265,11 @@ def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tr
             f"batch size {config.batch_size} per process")
 
     if distiller.teacher is not None and (config.fold_bn or config.channels_last or config.compile_teacher):
-        distiller.teacher = FrozenTeacher(prepare_teacher(distiller.teacher.model, fold_bn=config.fold_bn,
+        given = distiller.teacher
+        distiller.teacher = FrozenTeacher(prepare_teacher(given.model, fold_bn=config.fold_bn,
                                                           channels_last=config.channels_last,
                                                           compile=config.compile_teacher))
+        distiller.teacher.sha256 = getattr(given, "sha256", None)  # a later fit still names the given weights
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     distiller.to(memory_format=memory_format)
 

@@ -33,7 +33,7 @@ def main(argv=None) -> None:
         run_dir = Path(args.runs) / f"seed{seed}"
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "simkd_lite", "demo", "--dataset", args.dataset, "--seed", str(seed),
-                        "--out", str(run_dir), "--quiet"], check=True)
+                        "--out", str(run_dir), "--quiet", "--overwrite"], check=True)  # timed: never reuse
         wall = time.perf_counter() - started
         results = json.loads((run_dir / "results.json").read_text())
         rows.append({"seed": seed, "wall_seconds": round(wall, 1), "teacher": results["teacher"]["top1"],

@@ -3,12 +3,14 @@
 - Official teacher checkpoints are `{'model': state_dict, 'epoch': ..., 'best_acc': ..., ...}`;
   a bare state_dict (and DDP's `module.` prefix) is accepted too.
 - Every file we write goes to a temporary file first and is renamed into place, so a crash
-  or a SIGKILL mid-save leaves the previous checkpoint intact.
+  or a SIGKILL mid-save leaves the previous checkpoint intact. A failed write (full disk,
+  read-only folder) removes its temporary file and says so in one line (`SimKDLiteError`).
 - A checkpoint that does not fit a model raises `CheckpointMismatchError` naming the keys that
   differ and, where one fits, the zoo model that would load it.
 """
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from simkd_lite.errors import SimKDLiteError, writing
 from simkd_lite.models import create_model, list_models
 
 StateDict = Mapping[str, Tensor]
@@ -28,21 +31,38 @@ class CheckpointMismatchError(ValueError):
 
 # ---------------------------------------------------------------------------------- writing
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """torch.save to `path` via a temp file + fsync + rename: readers never see half a file."""
+    """torch.save to `path` via a temp file + fsync + rename: readers never see half a file.
+
+    The object is serialised in memory first, so a full disk surfaces as a plain OSError
+    (mapped to "no space left on device while writing PATH") instead of torch's zip-writer error.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write_bytes(buffer.getbuffer(), path)
+
+
+def atomic_write_bytes(data: bytes | memoryview, path: str | os.PathLike) -> Path:
+    """Write `data` to `path` atomically (temp file in the same folder, fsync, rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)  # atomic on POSIX and Windows
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+            os.replace(tmp, path)  # atomic on POSIX and Windows
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return path
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
+    """`Path.write_text`, atomically (see `atomic_write_bytes`)."""
+    return atomic_write_bytes(text.encode("utf-8"), path)
 
 
 def _umask() -> int:
@@ -67,12 +87,25 @@ def save_teacher(path: str | os.PathLike, model: nn.Module, *, model_name: str, 
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load a checkpoint file onto the CPU with a clear error for a missing or broken file."""
     path = Path(path)
+    if path.is_dir():
+        raise SimKDLiteError(f"{path} is a folder, not a checkpoint file.")
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint at {path}.")
+    if path.stat().st_size == 0:
+        raise SimKDLiteError(f"{path} is empty (0 bytes), not a PyTorch checkpoint.")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with writing(path, "reading"):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except SimKDLiteError:
+        raise
     except Exception as err:  # corrupted, truncated or not a torch file
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint: {err}") from err
+        cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SimKDLiteError(f"{path} is not a readable PyTorch checkpoint (truncated, or not written by "
+                             f"torch.save): {cause}") from err
+    if not isinstance(checkpoint, Mapping):
+        raise SimKDLiteError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint: expected a dict "
+                             "such as {'model': state_dict, ...} or a bare state_dict.")
+    return checkpoint
 
 
 def extract_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:

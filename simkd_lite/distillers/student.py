@@ -95,5 +95,15 @@ class SimKDStudent(nn.Module):
         student_state = extract_state_dict(saved)
         student = create_model(student_model, teacher.num_classes, infer_in_channels(student_state))
         load_weights(student, student_state, student_model)
+        head = frozen.classifier_copy()
+        # Shapes checked now, not as a matmul error at the first forward: projector -> teacher head,
+        # student map -> projector.
+        if head.in_features != teacher_channels:
+            raise ValueError(f"This teacher does not fit the student checkpoint: its head ({teacher.model_name}) reads "
+                             f"{head.in_features} channels, but the projector outputs {teacher_channels}. Pass the "
+                             "teacher the student was distilled from.")
+        if student.feature_channels != student_channels:
+            raise ValueError(f"The student model {student_model} outputs {student.feature_channels} channels, but the "
+                             f"projector expects {student_channels}. Pass the student architecture of the checkpoint.")
         size = frozen.feature_size(image_size, teacher.in_channels)
-        return cls(student, projector, frozen.classifier_copy(), size, teacher.model_name).eval()
+        return cls(student, projector, head, size, teacher.model_name).eval()

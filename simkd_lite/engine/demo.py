@@ -3,7 +3,9 @@
 One teacher (shipped, or trained with --train-teacher), then four students of the same architecture
 and budget: vanilla, KD, FitNet and SimKD. The training set and the teacher's outputs are prepared
 once and shared, so the three teacher-driven students cost only student compute.
-Writes OUT/results.json, OUT/<method>/ checkpoints and PNG figures.
+Writes OUT/results.json, OUT/<method>/ checkpoints and PNG figures. Running it again reuses the
+finished runs made with the same settings (and continues interrupted ones); `overwrite=True`
+replaces them; runs with other settings are refused, listing the differences.
 """
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from simkd_lite import analysis, viz
+from simkd_lite.checkpoints import atomic_write_text
 from simkd_lite.data import load_dataset
 from simkd_lite.distillers import FrozenTeacher
 from simkd_lite.engine.jobs import check_compatible, distill_student, load_teacher, train_teacher, write_config
 from simkd_lite.engine.profiles import get_profile
+from simkd_lite.engine.run_folder import FolderLock, prepare_folder
 from simkd_lite.engine.runtime import select_device
 from simkd_lite.engine.trainer import cache_teacher_outputs, materialize, predict, top1
 from simkd_lite.models import count_parameters
@@ -30,23 +34,30 @@ def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | 
              data_root: str | Path = "data", seed: int = 0, device: str | None = None, epochs: int | None = None,
              teacher: str | Path | None = None, teacher_model: str | None = None, train_new_teacher: bool = False,
              student_model: str | None = None, methods=DEMO_METHODS, figures: bool = True, log=print,
-             progress=None, speedups: dict | None = None, together: bool = False) -> dict:
+             progress=None, speedups: dict | None = None, together: bool = False,
+             overwrite: bool = False) -> dict:
     """Run the whole comparison; returns (and writes) the results dict of `OUT/results.json`."""
     started = time.perf_counter()
-    out = Path(out)
     recipe = get_profile(profile, dataset)
     student_model = student_model or recipe.student_model
     config = replace(recipe.student_config(student_model), seed=seed, device=device,
-                     **({"epochs": epochs} if epochs else {}), **(speedups or {}))
-    write_config(out, job="demo", dataset=dataset, profile=profile, teacher_model=recipe.teacher_model,
-                 student_model=student_model, train_subset=recipe.train_subset, student_train=config,
-                 method_options=recipe.method_options)
+                     **({"epochs": epochs} if epochs is not None else {}), **(speedups or {}))
+    with FolderLock(prepare_folder(out)):  # one demo at a time in OUT
+        return _run_demo(dataset, profile, Path(out), recipe, config, started, data_root=data_root, seed=seed,
+                         device=device, teacher=teacher, teacher_model=teacher_model,
+                         train_new_teacher=train_new_teacher, student_model=student_model, methods=methods,
+                         figures=figures, log=log, progress=progress, overwrite=overwrite)
+
+
+def _run_demo(dataset, profile, out: Path, recipe, config, started, *, data_root, seed, device, teacher, teacher_model,
+              train_new_teacher, student_model, methods, figures, log, progress, overwrite) -> dict:
+    runs = {"resume": not overwrite, "overwrite": overwrite}  # reuse our own finished runs, or replace them
     log(f"demo: {profile} profile on {dataset} | student {student_model} x {len(methods)} methods | "
         f"subset {recipe.train_subset or 'all'} | epochs {config.epochs} | seed {seed}")
 
     if train_new_teacher:
         summary = train_teacher(dataset, recipe.teacher_model, replace(recipe.teacher, seed=seed, device=device),
-                                out / "teacher", data_root=data_root, log=log, progress=progress)
+                                out / "teacher", data_root=data_root, log=log, progress=progress, **runs)
         teacher = out / "teacher" / "last.pt"
         log(f"trained a new {recipe.teacher_model} teacher: {summary['top1']:.2f}%")
     teacher_net, teacher_source = load_teacher(teacher, dataset, teacher_model, log=log)
@@ -75,7 +86,8 @@ def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | 
     else:
         results = (distill_student(method, student_model, teacher_net, bundle, config, out / method,
                                    options=recipe.method_options.get(method, {}), log=log, progress=progress,
-                                   shared=shared) for method in methods)
+                                   shared=shared, run_info={"profile": profile, "teacher": teacher_source}, **runs)
+                   for method in methods)
     for result in results:
         distillers[result["method"]] = result.pop("distiller")
         students.append(result)
@@ -91,8 +103,12 @@ def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | 
         _write_figures(out, results, {s["method"]: s["history"] for s in students}, teacher_net, distillers,
                        test_x, test_y, bundle.info.class_names)
     results["seconds"] = round(time.perf_counter() - started, 1)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "histories.json").write_text(json.dumps({s["method"]: s["history"] for s in students}, indent=2) + "\n")
+    write_config(out, job="demo", dataset=dataset, profile=profile, teacher_model=recipe.teacher_model,
+                 student_model=student_model, train_subset=recipe.train_subset, student_train=config,
+                 method_options=recipe.method_options)
+    atomic_write_text(json.dumps(results, indent=2) + "\n", out / "results.json")
+    atomic_write_text(json.dumps({s["method"]: s["history"] for s in students}, indent=2) + "\n",
+                      out / "histories.json")
     log(results_table(results))
     return results
 

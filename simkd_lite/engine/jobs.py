@@ -1,7 +1,7 @@
 """The jobs behind the CLI and the notebooks: train a teacher, distil a student, evaluate, the demo.
 
-Each job resolves its recipe from a profile (plus explicit overrides), writes `OUT/config.json`,
-trains with `fit` and returns a small summary dict.
+Each job resolves its recipe from a profile (plus explicit overrides), validates everything, then
+trains with `fit` (which claims OUT and writes `OUT/config.json`) and returns a small summary dict.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
-from simkd_lite.checkpoints import load_model
+from simkd_lite.checkpoints import atomic_write_text, load_model
 from simkd_lite.data import load_dataset
 from simkd_lite.data.core import DatasetInfo
 from simkd_lite.distillers import SimKDStudent, create_distiller
@@ -25,12 +25,11 @@ from simkd_lite.models import count_parameters, create_model
 
 
 def write_config(out: Path, **sections) -> None:
-    """`OUT/config.json`: the effective configuration of a run, as plain JSON (rank 0 only)."""
+    """`OUT/config.json` of a folder that is not one training run (the demo's), atomically (rank 0 only)."""
     if not is_main_process():
         return
-    out.mkdir(parents=True, exist_ok=True)
     plain = {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in sections.items()}
-    (out / "config.json").write_text(json.dumps(plain, indent=2, default=str) + "\n")
+    atomic_write_text(json.dumps(plain, indent=2, default=str) + "\n", out / "config.json")
 
 
 def on_device_augment(info: DatasetInfo, config: TrainConfig) -> GpuAugment | None:
@@ -43,18 +42,24 @@ def describe(config: TrainConfig) -> str:
 
 
 def train_teacher(dataset: str, model_name: str, config: TrainConfig, out: str | Path, *, data_root: str | Path = "data",
-                  train_subset: int | None = None, resume: bool = False, log=print, progress=None) -> dict:
-    """Train a teacher from scratch with cross-entropy; writes OUT/last.pt and OUT/best.pt (official layout)."""
+                  train_subset: int | None = None, resume: bool = False, overwrite: bool = False, log=print,
+                  progress=None) -> dict:
+    """Train a teacher from scratch with cross-entropy; writes OUT/last.pt and OUT/best.pt (official layout).
+
+    `resume` continues (or reuses, when finished) a run in OUT with the same settings; `overwrite`
+    replaces whatever run OUT holds; without either, a folder holding a run is refused.
+    """
     out = Path(out)
     bundle = load_dataset(dataset, data_root, train_subset=train_subset, seed=config.seed, augment=config.augment)
-    write_config(out, job="train-teacher", dataset=dataset, model=model_name, train_subset=train_subset, train=config)
-    log(f"train-teacher: {model_name} on {dataset} ({len(bundle.train)} train images) | {describe(config)}")
     seed_everything(config.seed)
     model = create_model(model_name, bundle.info.num_classes, bundle.info.in_channels)
     distiller = create_distiller("vanilla", model)
+    log(f"train-teacher: {model_name} on {dataset} ({len(bundle.train)} train images) | {describe(config)}")
     meta = {"model_name": model_name, "dataset": asdict(bundle.info)}
-    history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, meta=meta, log=log, progress=progress,
-                  label="teacher", gpu_augment=on_device_augment(bundle.info, config))
+    run = {"job": "train-teacher", "dataset": dataset, "model": model_name, "train_subset": train_subset}
+    history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, overwrite=overwrite, meta=meta,
+                  run=run, log=log, progress=progress, label="teacher",
+                  gpu_augment=on_device_augment(bundle.info, config))
     return {"model": model_name, "top1": history[-1]["test_top1"] if history else None,
             "params": count_parameters(model), "history": history, "checkpoint": str(out / "last.pt")}
 
@@ -80,9 +85,13 @@ def check_compatible(model: nn.Module, info: DatasetInfo, role: str) -> None:
 
 
 def distill_student(method: str, student_model: str, teacher_net: nn.Module | None, bundle, config: TrainConfig,
-                    out: str | Path, *, options: dict | None = None, resume: bool = False, log=print, progress=None,
-                    shared: dict | None = None) -> dict:
-    """Train one student with `method`; for SimKD also write the deployable OUT/student.pt."""
+                    out: str | Path, *, options: dict | None = None, resume: bool = False, overwrite: bool = False,
+                    log=print, progress=None, shared: dict | None = None, run_info: dict | None = None) -> dict:
+    """Train one student with `method`; for SimKD also write the deployable OUT/student.pt.
+
+    `resume` / `overwrite` as in `train_teacher`; `run_info` adds entries to OUT/config.json
+    (e.g. the profile and the teacher's path); the teacher's weights digest is always recorded.
+    """
     out = Path(out)
     info = bundle.info
     seed_everything(config.seed)
@@ -90,10 +99,13 @@ def distill_student(method: str, student_model: str, teacher_net: nn.Module | No
     distiller = create_distiller(method, student, teacher_net, **(options or {}))
     meta = {"model_name": student_model, "dataset": asdict(info),
             "teacher_model": getattr(teacher_net, "model_name", None) if distiller.needs_teacher else None}
+    run = {"job": "distill", "method": method, "dataset": info.name, "student_model": student_model,
+           "teacher_model": meta["teacher_model"], "method_options": options or {}, **(run_info or {})}
     started = time.perf_counter()
-    history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, meta=meta, log=log,
-                  progress=progress, gpu_augment=on_device_augment(info, config), **(shared or {}))
-    seconds = time.perf_counter() - started
+    history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, overwrite=overwrite, meta=meta,
+                  run=run, log=log, progress=progress, gpu_augment=on_device_augment(info, config), **(shared or {}))
+    # This call's wall-clock, or the epochs' own seconds where an earlier call trained them (resume, reuse).
+    seconds = max(time.perf_counter() - started, sum(record["seconds"] for record in history))
     files = distiller.write_deployable(out) if is_main_process() else []
     deployed = distiller.deployed_parameters()
     return {"method": method, "model": student_model, "top1": history[-1]["test_top1"],

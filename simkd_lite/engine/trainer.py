@@ -5,14 +5,18 @@
 - The loop only knows the `Distiller` interface: `forward_train` for the losses, `forward` for the
   prediction head it evaluates (SimKD: projector + teacher head, never the teacher network).
 - `OUT/last.pt` is written atomically after every epoch with everything a resume needs (weights,
-  optimizer, scheduler, RNG states, epoch, history); `OUT/best.pt` when the test top-1 improves.
+  optimizer, scheduler, RNG states, epoch, history); `OUT/best.pt` when the test top-1 improves,
+  just before last.pt, so best.pt never lags the record in last.pt.
   Both use the official layout: `model` is the network's state_dict, `epoch` the completed epochs.
+- The output folder is claimed first (run_folder.py): locked, refused if it holds another run,
+  resumed only with the same settings; `OUT/config.json` describes the run.
 - Without augmentation the training set is turned into tensors once, and teacher outputs can be
   cached once, so teacher-driven students then cost only student compute.
 """
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,17 +34,22 @@ from simkd_lite.engine import distributed as ddp
 from simkd_lite.engine.fast import (DeviceTensorBatches, GpuAugment, distill_step, maybe_compile, prepare_teacher,
                                     to_uint8_tensors)
 from simkd_lite.engine.graphed import SharedStep, graph_unsupported, run_epoch
+from simkd_lite.engine.run_folder import claim_run_folder, plain
 from simkd_lite.engine.runtime import (epoch_generator, epoch_order, restore_rng_state, rng_state, seed_everything,
                                        select_device)
+from simkd_lite.errors import SimKDLiteError
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(SimKDLiteError, RuntimeError):
     """The loss became NaN or infinite; the message names where and the last good checkpoint."""
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a run; saved as `OUT/config.json` and inside each checkpoint."""
+    """Everything that defines a run; saved as `OUT/config.json` and inside each checkpoint.
+
+    Checked when built (also by `dataclasses.replace`): a bad value raises a ValueError naming it.
+    """
 
     epochs: int = 240
     batch_size: int = 64
@@ -67,6 +76,16 @@ class TrainConfig:
     amp: bool = False  # bf16 autocast on CUDA only (on this project's CPUs bf16 is ~9x slower)
     device_data: bool = True  # augmentation: uint8 data on the device (GPU or CPU), crop/flip/normalise in batches
     cuda_graph: bool = False  # CUDA only: replay each full-batch step from a CUDA graph (engine/graphed.py)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if self.eval_every < 0 or self.num_workers < 0:
+            raise ValueError(f"eval_every and num_workers must be >= 0, got {self.eval_every}, {self.num_workers}")
 
 
 # ------------------------------------------------------------------------------------ data
@@ -214,15 +233,41 @@ def make_batches(distiller: Distiller, train_set: Dataset, config: TrainConfig, 
 
 # -------------------------------------------------------------------------------- the loop
 def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: TrainConfig,
-        out_dir: str | Path | None = None, *, resume: bool = False, meta: dict | None = None,
-        progress: bool | None = None, log: Callable[[str], None] | None = print,
-        test_tensors: tuple[Tensor, Tensor] | None = None, train_tensors: tuple[Tensor, Tensor] | None = None,
-        teacher_cache: TeacherOutputs | None = None, label: str | None = None,
-        gpu_augment: GpuAugment | None = None) -> list[dict]:
+        out_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
+        meta: dict | None = None, run: dict | None = None, log: Callable[[str], None] | None = print,
+        **options) -> list[dict]:
     """Train `distiller` for `config.epochs` epochs; returns the per-epoch history.
 
-    `meta` is stored in every checkpoint (e.g. `model_name`, `dataset`). With `resume=True` and an
-    existing `OUT/last.pt`, training continues from it exactly; otherwise it starts fresh.
+    `meta` is stored in every checkpoint (e.g. `model_name`, `dataset`). `out_dir` must not hold
+    another run: with `resume=True` an existing `OUT/last.pt` with the same settings is continued
+    exactly (a finished one is reused: nothing trains); `overwrite=True` replaces it; without
+    either it is refused. `run` describes the run in `OUT/config.json` (job, models, method
+    options...); the teacher's weights digest and the training recipe are added to it.
+    Other keyword options: see `_fit`.
+    """
+    if out_dir is None or os.environ.get("RANK", "0") != "0":  # rank 0 alone owns the folder (DDP)
+        return _fit(distiller, train_set, test_set, config, out_dir, resume=resume, meta=meta, log=log, **options)
+    say = (lambda msg: tqdm.write(msg)) if log is print else (log or (lambda msg: None))
+    run = dict(run if run is not None else {"method": distiller.method, **(meta or {})})
+    if distiller.teacher is not None:  # the digest of the weights as given (not of a BN-folded copy)
+        teacher = distiller.teacher
+        teacher.sha256 = getattr(teacher, "sha256", None) or ddp.parameters_digest(teacher.model)
+        run["teacher_sha256"] = teacher.sha256
+    run = plain({**run, "train_images": len(train_set), "test_images": len(test_set), "train": asdict(config)})
+    with claim_run_folder(out_dir, run, resume=resume, overwrite=overwrite, log=say) as resuming:
+        return _fit(distiller, train_set, test_set, config, out_dir, resume=resuming,
+                    meta={**(meta or {}), "run": run}, log=log, **options)
+
+
+def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: TrainConfig,
+         out_dir: str | Path | None = None, *, resume: bool = False, meta: dict | None = None,
+         progress: bool | None = None, log: Callable[[str], None] | None = print,
+         test_tensors: tuple[Tensor, Tensor] | None = None, train_tensors: tuple[Tensor, Tensor] | None = None,
+         teacher_cache: TeacherOutputs | None = None, label: str | None = None,
+         gpu_augment: GpuAugment | None = None) -> list[dict]:
+    """The training loop of `fit`, once the folder is claimed.
+
+    With `resume=True` and an existing `OUT/last.pt`, training continues from it exactly.
     `progress=None` shows tqdm bars only on a terminal or in a notebook.
     `test_tensors`, `train_tensors` and `teacher_cache` let several runs share data prepared once.
     `label` names the run in progress bars and logs (default: the method).
@@ -245,9 +290,11 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
             f"batch size {config.batch_size} per process")
 
     if distiller.teacher is not None and (config.fold_bn or config.channels_last or config.compile_teacher):
-        distiller.teacher = FrozenTeacher(prepare_teacher(distiller.teacher.model, fold_bn=config.fold_bn,
+        given = distiller.teacher
+        distiller.teacher = FrozenTeacher(prepare_teacher(given.model, fold_bn=config.fold_bn,
                                                           channels_last=config.channels_last,
                                                           compile=config.compile_teacher))
+        distiller.teacher.sha256 = getattr(given, "sha256", None)  # a later fit still names the given weights
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     distiller.to(memory_format=memory_format)
 
@@ -266,7 +313,6 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
         checkpoint = read_checkpoint(last_path)
         _restore(distiller, optimizer, scheduler, checkpoint)
         start_epoch, best_acc, history = checkpoint["epoch"], checkpoint["best_acc"], checkpoint["history"]
-        say(f"resuming from {last_path} after epoch {start_epoch}")
 
     for epoch in tqdm(range(start_epoch, config.epochs), desc=label, disable=_quiet(progress),
                       initial=start_epoch, total=config.epochs, unit="epoch"):
@@ -324,9 +370,13 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
         best_acc = max(best_acc, test_acc or 0.0)
         if out is not None and main_process:
             state = _checkpoint(distiller, optimizer, scheduler, epoch + 1, best_acc, history, config, meta or {})
-            atomic_save(state, last_path)
-            if improved:
-                atomic_save(state, out / "best.pt")
+            try:
+                if improved:  # best.pt first: a crash in between leaves it ahead of last.pt, never behind
+                    atomic_save(state, out / "best.pt")
+                atomic_save(state, last_path)
+            except SimKDLiteError as err:  # e.g. a full disk: the previous files are intact
+                kept = f"{last_path} (after epoch {epoch}) is intact" if last_path.exists() else "none was written yet"
+                raise SimKDLiteError(f"{err}; the last good checkpoint {kept}: fix that, then rerun with --resume") from err
         ddp.barrier()
         losses_text = " ".join(f"{k[5:]} {v:.4f}" for k, v in record.items() if k.startswith("loss_"))
         say(f"[{label}] epoch {epoch + 1}/{config.epochs}  {losses_text}  train {record['train_top1']:.2f}%  "

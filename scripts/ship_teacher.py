@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from simkd_lite.checkpoints import atomic_save, read_checkpoint
-from simkd_lite.engine.jobs import evaluate_checkpoint
-from simkd_lite.engine.pretrained import PRETRAINED_DIR, sha256
+from simkd_lite.experiments.jobs import evaluate_checkpoint
+from simkd_lite.experiments.pretrained import PRETRAINED_DIR, sha256
 
 
 def ship_teacher(checkpoint: str | Path, command: str, data_root: str | Path = "data") -> Path:

@@ -100,7 +100,7 @@ def _run_flags(p: argparse.ArgumentParser, default_out: str) -> None:
 
 
 def _speedups(p: argparse.ArgumentParser) -> None:
-    """The switchable speed-ups (see simkd_lite/engine/fast.py); defaults come from the profile."""
+    """The switchable speed-ups (see simkd_lite/training/teacher_prep.py); defaults come from the profile."""
     g = p.add_argument_group("speed-ups (none changes results beyond float tolerance)")
     g.add_argument("--no-fold-bn", dest="fold_bn", action="store_false", default=None,
                    help="keep the teacher's BatchNorm layers instead of folding them into its convs")
@@ -218,7 +218,7 @@ def _log(args):
 
 
 def cmd_demo(args) -> None:
-    from simkd_lite.engine.demo import results_table, run_demo
+    from simkd_lite.experiments.demo import results_table, run_demo
 
     results = run_demo(args.dataset, args.profile, args.out, data_root=args.data_root, seed=args.seed,
                        device=args.device, epochs=args.epochs, teacher=args.teacher, teacher_model=args.teacher_model,
@@ -232,8 +232,8 @@ def cmd_demo(args) -> None:
 
 
 def cmd_train_teacher(args) -> None:
-    from simkd_lite.engine.jobs import train_teacher
-    from simkd_lite.engine.profiles import get_profile
+    from simkd_lite.experiments.jobs import train_teacher
+    from simkd_lite.experiments.profiles import get_profile
 
     recipe = get_profile(args.profile, args.dataset)
     config = _config(recipe.teacher, args)
@@ -245,8 +245,8 @@ def cmd_train_teacher(args) -> None:
 
 def cmd_distill(args) -> None:
     from simkd_lite.data import load_dataset
-    from simkd_lite.engine.jobs import check_compatible, distill_student, load_teacher
-    from simkd_lite.engine.profiles import get_profile
+    from simkd_lite.experiments.jobs import check_compatible, distill_student, load_teacher
+    from simkd_lite.experiments.profiles import get_profile
 
     from simkd_lite.distillers import get_distiller_class
 
@@ -277,7 +277,7 @@ def cmd_distill(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from simkd_lite.engine.jobs import evaluate_checkpoint
+    from simkd_lite.experiments.jobs import evaluate_checkpoint
 
     result = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root, args.model, args.device)
     print(json.dumps(result, indent=2))
@@ -302,13 +302,13 @@ def cmd_data(args) -> None:
 
 
 def cmd_profiles(args) -> None:
-    from simkd_lite.engine.profiles import profile_table
+    from simkd_lite.experiments.profiles import profile_table
 
     print(profile_table())
 
 
 def cmd_bench(args) -> None:
-    from simkd_lite.engine.bench import run_bench
+    from simkd_lite.experiments.bench import run_bench
 
     if args.json:  # fail before minutes of measuring, not after
         _check_writable_file(Path(args.json), "--json")
@@ -317,7 +317,7 @@ def cmd_bench(args) -> None:
         from simkd_lite.checkpoints import load_model
 
         teacher, _ = load_model(teacher)
-    from simkd_lite.engine.bench_graphed import graph_table, run_graph_bench
+    from simkd_lite.experiments.bench_graphed import graph_table, run_graph_bench
 
     flags = {k: getattr(args, k) for k in SPEEDUPS if k not in ("device_data", "cuda_graph")
              and getattr(args, k) is not None}
@@ -375,10 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "threads", None):
         set_threads(args.threads)
-    from simkd_lite.engine import distributed
+    from simkd_lite.training import distributed
 
     if distributed.launched_by_torchrun():  # torchrun -m simkd_lite ...: one process per rank
-        from simkd_lite.engine.runtime import select_device
+        from simkd_lite.training.runtime import select_device
 
         distributed.init_distributed(select_device(getattr(args, "device", None)))
         if not distributed.is_main_process():

@@ -16,7 +16,7 @@ LAYERS = [
     ("looking", ["simkd_lite.viz", "simkd_lite.widgets", "simkd_lite.analysis", "simkd_lite.assignment"]),
     ("methods", ["simkd_lite.distillers"]),
     ("files", ["simkd_lite.checkpoints"]),
-    ("foundations", ["simkd_lite.models", "simkd_lite.data"]),
+    ("foundations", ["simkd_lite.models", "simkd_lite.data", "simkd_lite.errors"]),
 ]
 
 
@@ -90,10 +90,10 @@ def test_no_import_cycles():
 
 
 def test_the_checker_sees_function_level_and_relative_imports(tmp_path):
-    source = "from .registry import create_model\n\ndef f():\n    from simkd_lite.engine import trainer\n"
+    source = "from .registry import create_model\n\ndef f():\n    from simkd_lite.training import loop\n"
     path = PACKAGE / "models" / "_probe.py"
-    modules = {**all_modules(), "simkd_lite.models._probe": path, "simkd_lite.engine.trainer": path}
+    modules = {**all_modules(), "simkd_lite.models._probe": path, "simkd_lite.training.loop": path}
     tree_path = tmp_path / "_probe.py"
     tree_path.write_text(source)
     found = imports_of("simkd_lite.models._probe", tree_path, modules)
-    assert {"simkd_lite.models.registry", "simkd_lite.engine.trainer"} <= found
+    assert {"simkd_lite.models.registry", "simkd_lite.training.loop"} <= found

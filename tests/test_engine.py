@@ -13,8 +13,8 @@ from conftest import run_cli
 from simkd_lite.checkpoints import read_checkpoint
 from simkd_lite.data import load_dataset
 from simkd_lite.distillers import Distiller, create_distiller
-from simkd_lite.engine.profiles import get_profile, profile_table
-from simkd_lite.engine.trainer import TrainConfig, TrainingDivergedError, fit
+from simkd_lite.experiments.profiles import get_profile, profile_table
+from simkd_lite.training.loop import TrainConfig, TrainingDivergedError, fit
 from simkd_lite.models import create_model
 
 TINY = TrainConfig(epochs=3, batch_size=64, lr=0.05, schedule="onecycle", augment=False, cache_teacher=True)

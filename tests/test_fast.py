@@ -11,8 +11,8 @@ from torchvision import datasets, transforms
 from torchvision.transforms import functional as TF
 
 from simkd_lite.distillers import create_distiller
-from simkd_lite.engine import fast
-from simkd_lite.engine.fast import (
+from simkd_lite.training import teacher_prep as fast
+from simkd_lite.training.teacher_prep import (
     DeviceTensorBatches,
     GpuAugment,
     autocast_context,
@@ -23,7 +23,7 @@ from simkd_lite.engine.fast import (
     prepare_teacher,
     to_uint8_tensors,
 )
-from simkd_lite.engine.trainer import TensorBatches, TrainConfig, make_optimizer
+from simkd_lite.training.loop import TensorBatches, TrainConfig, make_optimizer
 from simkd_lite.models import create_model, list_models
 
 MEAN, STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
@@ -307,7 +307,7 @@ def test_uint8_path_on_the_cifar_fixture_equals_the_dataset_transform(tmp_path):
     # The real pipeline: our CIFAR-100 loader (a seeded Subset), read raw, normalised on the "device".
     from simkd_lite.data import load_dataset
     from simkd_lite.data.fixtures import write_cifar_fixture
-    from simkd_lite.engine.trainer import materialize
+    from simkd_lite.training.loop import materialize
 
     write_cifar_fixture(tmp_path, "cifar100", n_train=60, n_test=10)
     bundle = load_dataset("cifar100", root=tmp_path, train_subset=40, augment=False)

@@ -25,9 +25,9 @@ from simkd_lite.checkpoints import atomic_save, read_checkpoint
 from simkd_lite.cli import main
 from simkd_lite.data import fashion_mnist, load_dataset
 from simkd_lite.distillers import SimKD, SimKDStudent, create_distiller
-from simkd_lite.engine import trainer
-from simkd_lite.engine.jobs import train_teacher
-from simkd_lite.engine.trainer import TrainConfig, fit
+from simkd_lite.training import loop as trainer
+from simkd_lite.experiments.jobs import train_teacher
+from simkd_lite.training.loop import TrainConfig, fit
 from simkd_lite.models import create_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -299,7 +299,7 @@ def test_row07_demo_with_zero_epochs_is_an_error(tmp_path, capsys):
     code, _, err = cli(capsys, "demo", *DIGITS, "--epochs", "0")
     assert code == 2
     one_line_error(err, "--epochs", "0")
-    from simkd_lite.engine.demo import run_demo
+    from simkd_lite.experiments.demo import run_demo
 
     with pytest.raises(ValueError, match="epochs"):
         run_demo("digits", out=tmp_path, epochs=0, log=None)

@@ -26,10 +26,10 @@ from torch import Tensor, nn
 
 from simkd_lite.data import DatasetBundle, load_dataset
 from simkd_lite.distillers import FrozenTeacher, TeacherOutputs, get_distiller_class
-from simkd_lite.engine.jobs import check_compatible, distill_student, load_teacher, train_teacher
-from simkd_lite.engine.profiles import get_profile
-from simkd_lite.engine.runtime import select_device
-from simkd_lite.engine.trainer import TrainConfig, cache_teacher_outputs, materialize, predict, top1
+from simkd_lite.experiments.jobs import check_compatible, distill_student, load_teacher, train_teacher
+from simkd_lite.experiments.profiles import get_profile
+from simkd_lite.training.runtime import select_device
+from simkd_lite.training.loop import TrainConfig, cache_teacher_outputs, materialize, predict, top1
 from simkd_lite.checkpoints import load_model
 
 Log = Callable[[str], None] | None

@@ -16,11 +16,11 @@ from simkd_lite.checkpoints import atomic_write_text, load_model
 from simkd_lite.data import load_dataset
 from simkd_lite.data.core import DatasetInfo
 from simkd_lite.distillers import SimKDStudent, create_distiller
-from simkd_lite.engine.pretrained import shipped_teacher
-from simkd_lite.engine.distributed import is_main_process
-from simkd_lite.engine.fast import GpuAugment
-from simkd_lite.engine.runtime import seed_everything, select_device
-from simkd_lite.engine.trainer import TrainConfig, fit, predict, top1
+from simkd_lite.experiments.pretrained import shipped_teacher
+from simkd_lite.training.distributed import is_main_process
+from simkd_lite.training.teacher_prep import GpuAugment
+from simkd_lite.training.runtime import seed_everything, select_device
+from simkd_lite.training.loop import TrainConfig, fit, predict, top1
 from simkd_lite.models import count_parameters, create_model
 
 
@@ -124,7 +124,7 @@ def evaluate_checkpoint(path: str | Path, dataset: str, data_root: str | Path = 
         kind = model.model_name
     bundle = load_dataset(dataset, data_root, augment=False)
     dev = select_device(device)
-    from simkd_lite.engine.trainer import materialize
+    from simkd_lite.training.loop import materialize
     x, y = materialize(bundle.test)
     return {"checkpoint": str(path), "model": kind, "dataset": dataset, "top1": top1(predict(model.to(dev), x, dev), y),
             "test_images": len(y)}

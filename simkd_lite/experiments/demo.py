@@ -20,11 +20,11 @@ from simkd_lite import analysis, viz
 from simkd_lite.checkpoints import atomic_write_text
 from simkd_lite.data import load_dataset
 from simkd_lite.distillers import FrozenTeacher
-from simkd_lite.engine.jobs import check_compatible, distill_student, load_teacher, train_teacher, write_config
-from simkd_lite.engine.profiles import get_profile
-from simkd_lite.engine.run_folder import FolderLock, prepare_folder
-from simkd_lite.engine.runtime import select_device
-from simkd_lite.engine.trainer import cache_teacher_outputs, materialize, predict, top1
+from simkd_lite.experiments.jobs import check_compatible, distill_student, load_teacher, train_teacher, write_config
+from simkd_lite.experiments.profiles import get_profile
+from simkd_lite.training.run_folder import FolderLock, prepare_folder
+from simkd_lite.training.runtime import select_device
+from simkd_lite.training.loop import cache_teacher_outputs, materialize, predict, top1
 from simkd_lite.models import count_parameters
 
 DEMO_METHODS = ("vanilla", "kd", "fitnet", "simkd")
@@ -77,8 +77,8 @@ def _run_demo(dataset, profile, out: Path, recipe, config, started, *, data_root
     log(f"data prepared and teacher evaluated in {time.perf_counter() - t0:.1f}s: teacher {teacher_top1:.2f}%")
 
     students, distillers = [], {}
-    if together:  # one joint run: the same batches, one teacher forward per batch (engine/together.py)
-        from simkd_lite.engine.together import distill_together
+    if together:  # one joint run: the same batches, one teacher forward per batch (training/together.py)
+        from simkd_lite.training.together import distill_together
 
         results = distill_together(methods, student_model, teacher_net, bundle, config, out,
                                    options={m: recipe.method_options.get(m, {}) for m in methods}, log=log,

@@ -37,8 +37,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils.data import Subset
 
 from simkd_lite.distillers import TeacherOutputs, total_loss
-from simkd_lite.engine import distributed as ddp
-from simkd_lite.engine.runtime import epoch_order
+from simkd_lite.training import distributed as ddp
+from simkd_lite.training.runtime import epoch_order
 
 # ============================================================================ BatchNorm folding
 

@@ -30,12 +30,12 @@ from tqdm.auto import tqdm
 
 from simkd_lite.checkpoints import atomic_save, read_checkpoint
 from simkd_lite.distillers import Distiller, FrozenTeacher, TeacherOutputs
-from simkd_lite.engine import distributed as ddp
-from simkd_lite.engine.fast import (DeviceTensorBatches, GpuAugment, distill_step, maybe_compile, prepare_teacher,
+from simkd_lite.training import distributed as ddp
+from simkd_lite.training.teacher_prep import (DeviceTensorBatches, GpuAugment, distill_step, maybe_compile, prepare_teacher,
                                     to_uint8_tensors)
-from simkd_lite.engine.graphed import SharedStep, graph_unsupported, run_epoch
-from simkd_lite.engine.run_folder import claim_run_folder, plain
-from simkd_lite.engine.runtime import (epoch_generator, epoch_order, restore_rng_state, rng_state, seed_everything,
+from simkd_lite.training.graphed import SharedStep, graph_unsupported, run_epoch
+from simkd_lite.training.run_folder import claim_run_folder, plain
+from simkd_lite.training.runtime import (epoch_generator, epoch_order, restore_rng_state, rng_state, seed_everything,
                                        select_device)
 from simkd_lite.errors import SimKDLiteError
 
@@ -75,7 +75,7 @@ class TrainConfig:
     compile_student: bool = False  # torch.compile the student's training step
     amp: bool = False  # bf16 autocast on CUDA only (on this project's CPUs bf16 is ~9x slower)
     device_data: bool = True  # augmentation: uint8 data on the device (GPU or CPU), crop/flip/normalise in batches
-    cuda_graph: bool = False  # CUDA only: replay each full-batch step from a CUDA graph (engine/graphed.py)
+    cuda_graph: bool = False  # CUDA only: replay each full-batch step from a CUDA graph (training/graphed.py)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):

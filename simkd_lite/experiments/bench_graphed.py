@@ -22,12 +22,12 @@ import torch
 from torch import nn
 
 from simkd_lite.distillers import FrozenTeacher, create_distiller
-from simkd_lite.engine.bench import CIFAR100_MEAN, CIFAR100_STD, _batches, _sync
-from simkd_lite.engine.fast import GpuAugment, prepare_teacher
-from simkd_lite.engine.graphed import SharedStep
-from simkd_lite.engine.profiles import PAPER_METHOD_OPTIONS
-from simkd_lite.engine.runtime import select_device
-from simkd_lite.engine.trainer import TrainConfig, make_optimizer
+from simkd_lite.experiments.bench import CIFAR100_MEAN, CIFAR100_STD, _batches, _sync
+from simkd_lite.training.teacher_prep import GpuAugment, prepare_teacher
+from simkd_lite.training.graphed import SharedStep
+from simkd_lite.experiments.profiles import PAPER_METHOD_OPTIONS
+from simkd_lite.training.runtime import select_device
+from simkd_lite.training.loop import TrainConfig, make_optimizer
 from simkd_lite.models import create_model
 
 TOGETHER = ("vanilla", "kd", "fitnet", "simkd")

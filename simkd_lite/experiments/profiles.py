@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from simkd_lite.engine.trainer import TrainConfig
+from simkd_lite.training.loop import TrainConfig
 
 # Official student learning rates that differ from 0.05 (GUIDE §2).
 LOW_LR_STUDENTS = ("MobileNetV2", "MobileNetV2_1_0", "ShuffleV1", "ShuffleV2", "ShuffleV2_1_5")
@@ -44,10 +44,10 @@ class Profile:
 
 def _paper(dataset: str, teacher: str = "resnet32x4", student: str = "resnet8x4") -> Profile:
     # On a GPU the fast path pays off over 240 epochs: bf16 autocast and a compiled frozen teacher
-    # (both are no-ops / optional on CPU; see simkd_lite/engine/fast.py and benchmarks/README.md).
+    # (both are no-ops / optional on CPU; see simkd_lite/training/teacher_prep.py and benchmarks/README.md).
     recipe = TrainConfig(epochs=240, batch_size=64, lr=0.05, schedule="multistep", milestones=(150, 180, 210),
                          augment=True, cache_teacher=False, amp=True, compile_teacher=True,
-                         cuda_graph=True)  # CUDA only; see engine/graphed.py and benchmarks/README.md
+                         cuda_graph=True)  # CUDA only; see training/graphed.py and benchmarks/README.md
     return Profile("paper", dataset, teacher, student, teacher=recipe, student=recipe)
 
 

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from simkd_lite.distillers import SimKDProjector, create_distiller
-from simkd_lite.engine.fast import (
+from simkd_lite.training.teacher_prep import (
     DeviceTensorBatches,
     GpuAugment,
     autocast_context,
@@ -44,8 +44,8 @@ from simkd_lite.engine.fast import (
     prepare_teacher,
     time_first_call,
 )
-from simkd_lite.engine.runtime import select_device
-from simkd_lite.engine.trainer import TrainConfig, make_optimizer
+from simkd_lite.training.runtime import select_device
+from simkd_lite.training.loop import TrainConfig, make_optimizer
 from simkd_lite.models import create_model
 
 CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)

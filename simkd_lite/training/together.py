@@ -28,11 +28,11 @@ from tqdm.auto import tqdm
 
 from simkd_lite.checkpoints import atomic_save
 from simkd_lite.distillers import Distiller, FrozenTeacher, create_distiller
-from simkd_lite.engine import distributed as ddp
-from simkd_lite.engine.fast import prepare_teacher
-from simkd_lite.engine.graphed import SharedStep, graph_unsupported, run_epoch
-from simkd_lite.engine.runtime import seed_everything, select_device
-from simkd_lite.engine.trainer import (TrainConfig, TrainingDivergedError, _checkpoint, _quiet, make_batches,
+from simkd_lite.training import distributed as ddp
+from simkd_lite.training.teacher_prep import prepare_teacher
+from simkd_lite.training.graphed import SharedStep, graph_unsupported, run_epoch
+from simkd_lite.training.runtime import seed_everything, select_device
+from simkd_lite.training.loop import (TrainConfig, TrainingDivergedError, _checkpoint, _quiet, make_batches,
                                        make_optimizer, make_scheduler, materialize, predict, top1)
 
 
@@ -156,7 +156,7 @@ def distill_together(methods, student_model: str, teacher_net, bundle, config: T
 
     Writes OUT/<method>/{config.json, last.pt, best.pt, results.json} (+ student.pt for SimKD).
     """
-    from simkd_lite.engine.jobs import on_device_augment, write_config
+    from simkd_lite.experiments.jobs import on_device_augment, write_config
     from simkd_lite.models import count_parameters
 
     out, info = Path(out), bundle.info

@@ -36,7 +36,7 @@ from simkd_lite.distillers import SimKD  # noqa: E402
 from simkd_lite.experiments.bench import machine_info  # noqa: E402
 from simkd_lite.experiments.jobs import distill_student  # noqa: E402
 from simkd_lite.experiments.profiles import PAPER_METHOD_OPTIONS, get_profile  # noqa: E402
-from simkd_lite.training.together import distill_together  # noqa: E402
+from simkd_lite.experiments.jobs import distill_together  # noqa: E402
 from simkd_lite.models import create_model  # noqa: E402
 
 METHODS = ("vanilla", "kd", "fitnet", "simkd")

@@ -8,7 +8,9 @@ import torch
 
 from simkd_lite.data import load_dataset
 from simkd_lite.distillers import create_distiller
-from simkd_lite.training.teacher_prep import DeviceTensorBatches, GpuAugment, distill_step, prepare_teacher
+from simkd_lite.training.device_data import DeviceTensorBatches, GpuAugment
+from simkd_lite.training.step import distill_step
+from simkd_lite.training.teacher_prep import prepare_teacher
 from simkd_lite.training.graphed import SharedStep, graph_unsupported, run_epoch
 from simkd_lite.training.loop import TrainConfig, fit, make_optimizer, make_scheduler
 from simkd_lite.models import create_model

@@ -9,7 +9,7 @@ from simkd_lite.checkpoints import read_checkpoint
 from simkd_lite.data import load_dataset
 from simkd_lite.experiments.jobs import distill_student
 from simkd_lite.experiments.profiles import PAPER_METHOD_OPTIONS
-from simkd_lite.training.together import distill_together
+from simkd_lite.experiments.jobs import distill_together
 from simkd_lite.training.loop import TrainConfig
 from simkd_lite.models import create_model
 

@@ -23,7 +23,8 @@ from torch import nn
 
 from simkd_lite.distillers import FrozenTeacher, create_distiller
 from simkd_lite.experiments.bench import CIFAR100_MEAN, CIFAR100_STD, _batches, _sync
-from simkd_lite.training.teacher_prep import GpuAugment, prepare_teacher
+from simkd_lite.training.device_data import GpuAugment
+from simkd_lite.training.teacher_prep import prepare_teacher
 from simkd_lite.training.graphed import SharedStep
 from simkd_lite.experiments.profiles import PAPER_METHOD_OPTIONS
 from simkd_lite.training.runtime import select_device

@@ -20,7 +20,8 @@ from simkd_lite import analysis, viz
 from simkd_lite.checkpoints import atomic_write_text
 from simkd_lite.data import load_dataset
 from simkd_lite.distillers import FrozenTeacher
-from simkd_lite.experiments.jobs import check_compatible, distill_student, load_teacher, train_teacher, write_config
+from simkd_lite.experiments.jobs import (check_compatible, distill_student, distill_together, load_teacher, train_teacher,
+                                         write_config)
 from simkd_lite.experiments.profiles import get_profile
 from simkd_lite.training.run_folder import FolderLock, prepare_folder
 from simkd_lite.training.runtime import select_device
@@ -46,11 +47,11 @@ def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | 
         return _run_demo(dataset, profile, Path(out), recipe, config, started, data_root=data_root, seed=seed,
                          device=device, teacher=teacher, teacher_model=teacher_model,
                          train_new_teacher=train_new_teacher, student_model=student_model, methods=methods,
-                         figures=figures, log=log, progress=progress, overwrite=overwrite)
+                         figures=figures, log=log, progress=progress, overwrite=overwrite, together=together)
 
 
 def _run_demo(dataset, profile, out: Path, recipe, config, started, *, data_root, seed, device, teacher, teacher_model,
-              train_new_teacher, student_model, methods, figures, log, progress, overwrite) -> dict:
+              train_new_teacher, student_model, methods, figures, log, progress, overwrite, together) -> dict:
     runs = {"resume": not overwrite, "overwrite": overwrite}  # reuse our own finished runs, or replace them
     log(f"demo: {profile} profile on {dataset} | student {student_model} x {len(methods)} methods | "
         f"subset {recipe.train_subset or 'all'} | epochs {config.epochs} | seed {seed}")
@@ -78,8 +79,6 @@ def _run_demo(dataset, profile, out: Path, recipe, config, started, *, data_root
 
     students, distillers = [], {}
     if together:  # one joint run: the same batches, one teacher forward per batch (training/together.py)
-        from simkd_lite.training.together import distill_together
-
         results = distill_together(methods, student_model, teacher_net, bundle, config, out,
                                    options={m: recipe.method_options.get(m, {}) for m in methods}, log=log,
                                    progress=progress, shared=shared)

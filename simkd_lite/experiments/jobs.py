@@ -18,9 +18,10 @@ from simkd_lite.data.core import DatasetInfo
 from simkd_lite.distillers import SimKDStudent, create_distiller
 from simkd_lite.experiments.pretrained import shipped_teacher
 from simkd_lite.training.distributed import is_main_process
-from simkd_lite.training.teacher_prep import GpuAugment
+from simkd_lite.training.device_data import GpuAugment
 from simkd_lite.training.runtime import seed_everything, select_device
 from simkd_lite.training.loop import TrainConfig, fit, predict, top1
+from simkd_lite.training.together import fit_together
 from simkd_lite.models import count_parameters, create_model
 
 
@@ -128,3 +129,47 @@ def evaluate_checkpoint(path: str | Path, dataset: str, data_root: str | Path = 
     x, y = materialize(bundle.test)
     return {"checkpoint": str(path), "model": kind, "dataset": dataset, "top1": top1(predict(model.to(dev), x, dev), y),
             "test_images": len(y)}
+
+
+# ------------------------------------------------------------------ several students, one teacher pass
+def build_distiller(method: str, student_model: str, teacher_net, info, seed: int, options: dict | None = None):
+    """A distiller built exactly as `distill_student` builds it (same seed, same draws, same order)."""
+    seed_everything(seed)
+    student = create_model(student_model, info.num_classes, info.in_channels)
+    return create_distiller(method, student, teacher_net, **(options or {}))
+
+
+def distill_together(methods, student_model: str, teacher_net, bundle, config: TrainConfig, out: str | Path, *,
+                     options: dict[str, dict] | None = None, log=print, progress=None,
+                     shared: dict | None = None) -> list[dict]:
+    """`jobs.distill_student` for several methods at once; one summary per method, in `methods` order.
+
+    Writes OUT/<method>/{config.json, last.pt, best.pt, results.json} (+ student.pt for SimKD).
+    """
+
+    out, info = Path(out), bundle.info
+    options = options or {}
+    distillers = {m: build_distiller(m, student_model, teacher_net, info, config.seed, options.get(m)) for m in methods}
+    teacher_name = getattr(teacher_net, "model_name", None)
+    metas = {m: {"model_name": student_model, "dataset": asdict(info),
+                 "teacher_model": teacher_name if distillers[m].needs_teacher else None} for m in methods}
+    for m in methods:
+        write_config(out / m, job="distill", method=m, dataset=info.name, student_model=student_model,
+                     teacher_model=metas[m]["teacher_model"], method_options=options.get(m, {}), train=config,
+                     together=list(methods))
+    started = time.perf_counter()
+    histories = fit_together(distillers, bundle.train, bundle.test, config, {m: out / m for m in methods},
+                             metas=metas, log=log, progress=progress, gpu_augment=on_device_augment(info, config),
+                             **(shared or {}))
+    seconds = time.perf_counter() - started
+    summaries = []
+    for m in methods:
+        distiller = distillers[m]
+        distiller.write_deployable(out / m)
+        summary = {"method": m, "model": student_model, "top1": histories[m][-1]["test_top1"],
+                   "params": distiller.deployed_parameters(),
+                   "extra_params": distiller.deployed_parameters() - count_parameters(distiller.student),
+                   "seconds": round(seconds, 2), "together": list(methods), "history": histories[m]}
+        (out / m / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+        summaries.append({**summary, "distiller": distiller})
+    return summaries

@@ -31,8 +31,9 @@ from tqdm.auto import tqdm
 from simkd_lite.checkpoints import atomic_save, read_checkpoint
 from simkd_lite.distillers import Distiller, FrozenTeacher, TeacherOutputs
 from simkd_lite.training import distributed as ddp
-from simkd_lite.training.teacher_prep import (DeviceTensorBatches, GpuAugment, distill_step, maybe_compile, prepare_teacher,
-                                    to_uint8_tensors)
+from simkd_lite.training.device_data import DeviceTensorBatches, GpuAugment, to_uint8_tensors
+from simkd_lite.training.step import distill_step
+from simkd_lite.training.teacher_prep import maybe_compile, prepare_teacher
 from simkd_lite.training.graphed import SharedStep, graph_unsupported, run_epoch
 from simkd_lite.training.run_folder import claim_run_folder, plain
 from simkd_lite.training.runtime import (epoch_generator, epoch_order, restore_rng_state, rng_state, seed_everything,

@@ -6,10 +6,18 @@
   or a SIGKILL mid-save leaves the previous checkpoint intact.
 - A checkpoint that does not fit a model raises `CheckpointMismatchError` naming the keys that
   differ and, where one fits, the zoo model that would load it.
+- Files are read with `torch.load(weights_only=True)`, which unpickles only tensors, containers and
+  numbers, plus an explicit allow-list (`SAFE_GLOBALS`) for what official RepDistiller/SimKD files
+  carry: the training options as an `argparse.Namespace` holding numpy scalars. Anything else is
+  refused with a message naming `trust=True` (CLI: `--trust-checkpoint`), the one switch that
+  unpickles arbitrary objects, and only for files from a source you trust.
 """
 from __future__ import annotations
 
+import argparse
 import os
+import pickle
+import warnings
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -64,15 +72,71 @@ def save_teacher(path: str | os.PathLike, model: nn.Module, *, model_name: str, 
 
 
 # ---------------------------------------------------------------------------------- reading
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint file onto the CPU with a clear error for a missing or broken file."""
+def _safe_globals() -> list:
+    """What official checkpoints hold besides tensors: `opt` (argparse.Namespace) with numpy scalars.
+
+    numpy pickles a scalar as `numpy._core.multiarray.scalar(dtype, bytes)` (`numpy.core...` when
+    written by numpy 1.x) and a dtype as `numpy.dtype(...)` with its per-type class; none of these
+    runs code on load. Arbitrary classes, functions and numpy arrays stay refused.
+    """
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    scalar = core.multiarray.scalar
+    dtype_classes = {type(np.dtype(code)) for code in np.typecodes["All"] if code not in "Mm"}
+    allowed = [argparse.Namespace, np.dtype, scalar, *sorted(dtype_classes, key=str)]
+    # The same functions under the other numpy major version's module path.
+    allowed += [(scalar, f"numpy.{name}.multiarray.scalar") for name in ("core", "_core")
+                if f"numpy.{name}.multiarray" != scalar.__module__]
+    return allowed
+
+
+TRUST_HINT = "--trust-checkpoint"  # the CLI flag; in Python: trust=True
+
+
+def read_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> dict:
+    """Load a checkpoint file onto the CPU safely, with clear errors for missing, broken or unsafe files.
+
+    Safe by default: `weights_only=True` plus `SAFE_GLOBALS` (see the module docstring). With
+    `trust=True` a file that needs more is unpickled fully (`weights_only=False`, which can run code
+    from the file), with a warning; never silently.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint at {path}.")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with _allow(_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" not in str(err):  # not torch's refusal: a broken or foreign file
+            raise ValueError(f"{path} is not a readable PyTorch checkpoint: {err}") from err
+        blocked = _first_line(err)  # a well-formed file holding objects beyond the allow-list
+        if not trust:
+            raise ValueError(f"{path} holds Python objects that a safe load refuses ({blocked}). If you trust "
+                             f"where this file comes from, pass {TRUST_HINT} to unpickle it fully.") from None
+        warnings.warn(f"unpickling {path} fully (trusted by the caller): {blocked}", stacklevel=2)
+        return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # corrupted, truncated or not a torch file
         raise ValueError(f"{path} is not a readable PyTorch checkpoint: {err}") from err
+
+
+def _allow(globals_: list):
+    """torch.serialization.safe_globals (torch >= 2.5), or nothing on older torch."""
+    import contextlib
+
+    context = getattr(torch.serialization, "safe_globals", None)
+    return context(globals_) if context is not None else contextlib.nullcontext()
+
+
+def _first_line(err: Exception) -> str:
+    # torch's message is several paragraphs; name just the global it refused, when it says which.
+    import re
+
+    found = re.search(r"GLOBAL ([\w.]+)", str(err))
+    if found:
+        return f"it needs {found.group(1)}"
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return (lines or [type(err).__name__])[0][:200]
 
 
 def extract_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -167,7 +231,7 @@ def load_weights(model: nn.Module, state_dict: StateDict, model_name: str | None
 
 
 def load_model(path_or_checkpoint: str | os.PathLike | Mapping[str, Any], model_name: str | None = None,
-               ) -> tuple[nn.Module, dict[str, Any]]:
+               *, trust: bool = False) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a zoo model from a checkpoint (ours, official, or a bare state_dict).
 
     The architecture comes from `model_name`, else the checkpoint's `model_name`, else the
@@ -175,7 +239,7 @@ def load_model(path_or_checkpoint: str | os.PathLike | Mapping[str, Any], model_
     Returns (model in eval mode, the checkpoint's other entries).
     """
     is_path = not isinstance(path_or_checkpoint, Mapping)
-    checkpoint = read_checkpoint(path_or_checkpoint) if is_path else dict(path_or_checkpoint)
+    checkpoint = read_checkpoint(path_or_checkpoint, trust=trust) if is_path else dict(path_or_checkpoint)
     state_dict = extract_state_dict(checkpoint)
     name = model_name or checkpoint.get("model_name") or (model_name_from_path(path_or_checkpoint) if is_path else None)
     if name is None:

@@ -122,6 +122,16 @@ class SimKDDistiller(Distiller):
     def extra_modules(self) -> dict[str, nn.Module]:
         return {"projector": self.simkd}
 
+    def checkpoint_entries(self) -> dict:
+        """The official `proj` entry, and `simkd`: what rebuilds the prediction head from a training
+        checkpoint without the teacher file (`SimKDStudent.from_training_checkpoint`)."""
+        return {"proj": self.simkd.state_dict(),
+                "simkd": {"student_channels": self.simkd.student_channels,
+                          "teacher_channels": self.simkd.teacher_channels, "factor": self.simkd.factor,
+                          "target_size": self.target_size, "num_classes": self.teacher_head.out_features,
+                          "teacher_model": getattr(self.teacher.model, "model_name", None),
+                          "head": self.teacher_head.state_dict()}}
+
     def export(self) -> "SimKDStudent":
         """The deployable student: encoder + projector + teacher head, no teacher network."""
         from simkd_lite.distillers.student import SimKDStudent

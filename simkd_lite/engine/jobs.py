@@ -12,13 +12,14 @@ from pathlib import Path
 
 from torch import nn
 
-from simkd_lite.checkpoints import load_model
 from simkd_lite.data import load_dataset
 from simkd_lite.data.core import DatasetInfo
-from simkd_lite.distillers import SimKDStudent, create_distiller
+from simkd_lite.distillers import create_distiller, get_distiller_class
 from simkd_lite.engine.pretrained import shipped_teacher
 from simkd_lite.engine.distributed import is_main_process
 from simkd_lite.engine.fast import GpuAugment
+from simkd_lite.engine.loading import load_predictor, load_teacher_network
+from simkd_lite.engine.metrics import summarize
 from simkd_lite.engine.runtime import seed_everything, select_device
 from simkd_lite.engine.trainer import TrainConfig, fit, predict, top1
 from simkd_lite.models import count_parameters, create_model
@@ -44,7 +45,11 @@ def describe(config: TrainConfig) -> str:
 
 def train_teacher(dataset: str, model_name: str, config: TrainConfig, out: str | Path, *, data_root: str | Path = "data",
                   train_subset: int | None = None, resume: bool = False, log=print, progress=None) -> dict:
-    """Train a teacher from scratch with cross-entropy; writes OUT/last.pt and OUT/best.pt (official layout)."""
+    """Train a teacher from scratch with cross-entropy; writes OUT/last.pt and OUT/best.pt (official layout).
+
+    Returns {'model', 'top1' (last epoch), 'best_top1', 'best_epoch', 'params', 'history', 'checkpoint'}:
+    `checkpoint` is OUT/best.pt, the file the official scripts distil students from (`*_best.pth`).
+    """
     out = Path(out)
     bundle = load_dataset(dataset, data_root, train_subset=train_subset, seed=config.seed, augment=config.augment)
     write_config(out, job="train-teacher", dataset=dataset, model=model_name, train_subset=train_subset, train=config)
@@ -52,15 +57,22 @@ def train_teacher(dataset: str, model_name: str, config: TrainConfig, out: str |
     seed_everything(config.seed)
     model = create_model(model_name, bundle.info.num_classes, bundle.info.in_channels)
     distiller = create_distiller("vanilla", model)
-    meta = {"model_name": model_name, "dataset": asdict(bundle.info)}
+    meta = {"kind": "teacher", "model_name": model_name, "dataset": asdict(bundle.info)}
     history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, meta=meta, log=log, progress=progress,
                   label="teacher", gpu_augment=on_device_augment(bundle.info, config))
-    return {"model": model_name, "top1": history[-1]["test_top1"] if history else None,
-            "params": count_parameters(model), "history": history, "checkpoint": str(out / "last.pt")}
+    summary = summarize(history)
+    return {"model": model_name, "top1": summary["last_top1"], "best_top1": summary["best_top1"],
+            "best_epoch": summary["best_epoch"], "params": count_parameters(model), "history": history,
+            "checkpoint": str(out / "best.pt"), "last_checkpoint": str(out / "last.pt")}
 
 
-def load_teacher(teacher: str | Path | None, dataset: str, teacher_model: str | None = None, log=print) -> tuple[nn.Module, str]:
-    """A teacher network from a checkpoint path (ours or official), or the shipped one for `dataset`."""
+def load_teacher(teacher: str | Path | None, dataset: str, teacher_model: str | None = None, log=print, *,
+                 trust: bool = False) -> tuple[nn.Module, str]:
+    """A teacher network from a checkpoint path (ours or official), or the shipped one for `dataset`.
+
+    Student checkpoints of any method, deployable SimKD students and teachers of another data set
+    are refused with a message that says what to pass (see `engine.loading`).
+    """
     if teacher is None:
         shipped = shipped_teacher(dataset)
         if shipped is None:
@@ -69,8 +81,7 @@ def load_teacher(teacher: str | Path | None, dataset: str, teacher_model: str | 
         teacher, record = shipped
         log(f"using the shipped {record['model']} teacher for {dataset} ({record['test_top1']:.2f}% test top-1; "
             f"made by: {record['command']})")
-    model, _ = load_model(teacher, teacher_model)
-    return model, str(teacher)
+    return load_teacher_network(teacher, dataset, teacher_model, trust=trust), str(teacher)
 
 
 def check_compatible(model: nn.Module, info: DatasetInfo, role: str) -> None:
@@ -89,38 +100,49 @@ def deployed_parameters(distiller) -> int:
 def distill_student(method: str, student_model: str, teacher_net: nn.Module | None, bundle, config: TrainConfig,
                     out: str | Path, *, options: dict | None = None, resume: bool = False, log=print, progress=None,
                     shared: dict | None = None) -> dict:
-    """Train one student with `method`; for SimKD also write the deployable OUT/student.pt."""
+    """Train one student with `method`; for SimKD also write the deployable OUT/student.pt.
+
+    Returns {'method', 'model', 'top1' (last epoch), 'best_top1', 'best_epoch', 'params',
+    'extra_params', 'seconds', 'history', 'distiller'}.
+    """
     out = Path(out)
     info = bundle.info
     seed_everything(config.seed)
     student = create_model(student_model, info.num_classes, info.in_channels)
-    distiller = create_distiller(method, student, teacher_net if method != "vanilla" else None, **(options or {}))
-    meta = {"model_name": student_model, "dataset": asdict(info),
+    options = {**get_distiller_class(method).data_options(info.image_size), **(options or {})}
+    distiller = create_distiller(method, student, teacher_net if method != "vanilla" else None, **options)
+    meta = {"kind": "student", "model_name": student_model, "dataset": asdict(info),
             "teacher_model": getattr(teacher_net, "model_name", None) if method != "vanilla" else None}
     started = time.perf_counter()
     history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, meta=meta, log=log,
                   progress=progress, gpu_augment=on_device_augment(info, config), **(shared or {}))
     seconds = time.perf_counter() - started
     if method == "simkd" and is_main_process():
-        distiller.export().save(out / "student.pt")
-    return {"method": method, "model": student_model, "top1": history[-1]["test_top1"],
+        deployable = distiller.export()
+        deployable.dataset = asdict(info)
+        deployable.save(out / "student.pt")
+    summary = summarize(history)
+    return {"method": method, "model": student_model, "top1": summary["last_top1"],
+            "best_top1": summary["best_top1"], "best_epoch": summary["best_epoch"],
             "params": deployed_parameters(distiller),
             "extra_params": deployed_parameters(distiller) - count_parameters(student),
             "seconds": round(seconds, 2), "history": history, "distiller": distiller}
 
 
 def evaluate_checkpoint(path: str | Path, dataset: str, data_root: str | Path = "data", model_name: str | None = None,
-                        device: str | None = None) -> dict:
-    """Top-1 of a SimKDStudent file or a model checkpoint on the full test set of `dataset`."""
-    try:
-        model = SimKDStudent.load(path)
-        kind = "SimKDStudent"
-    except ValueError:
-        model, _ = load_model(path, model_name)
-        kind = model.model_name
-    bundle = load_dataset(dataset, data_root, augment=False)
-    dev = select_device(device)
+                        device: str | None = None, *, teacher: str | Path | None = None,
+                        teacher_model: str | None = None, trust: bool = False) -> dict:
+    """Top-1 on the full test set of `dataset` of what a checkpoint predicts (see `engine.loading.load_predictor`).
+
+    A SimKD run's last.pt / best.pt is scored through projector + teacher head: the number the run
+    reported for that epoch. An official SimKD student needs `teacher`.
+    """
     from simkd_lite.engine.trainer import materialize
+
+    bundle = load_dataset(dataset, data_root, augment=False)
+    model, described = load_predictor(path, bundle.info, model_name, teacher=teacher, teacher_model=teacher_model,
+                                      trust=trust)
+    dev = select_device(device)
     x, y = materialize(bundle.test)
-    return {"checkpoint": str(path), "model": kind, "dataset": dataset, "top1": top1(predict(model.to(dev), x, dev), y),
-            "test_images": len(y)}
+    return {"checkpoint": str(path), **described, "dataset": dataset,
+            "top1": top1(predict(model.to(dev), x, dev), y), "test_images": len(y)}

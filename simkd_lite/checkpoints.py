@@ -108,8 +108,8 @@ def read_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> dict:
         with _allow(_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "Weights only load failed" not in str(err):  # not torch's refusal: a broken or foreign file
-            raise ValueError(f"{path} is not a readable PyTorch checkpoint: {err}") from err
+        if "GLOBAL" not in str(err):  # not a refused class or function: a broken or foreign file
+            raise ValueError(f"{path} is not a readable PyTorch checkpoint: {_first_line(err)}") from err
         blocked = _first_line(err)  # a well-formed file holding objects beyond the allow-list
         if not trust:
             raise ValueError(f"{path} holds Python objects that a safe load refuses ({blocked}). If you trust "
@@ -136,7 +136,8 @@ def _first_line(err: Exception) -> str:
     if found:
         return f"it needs {found.group(1)}"
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return (lines or [type(err).__name__])[0][:200]
+    specific = [line for line in lines if line.startswith("Unsupported")]
+    return (specific or lines or [type(err).__name__])[0][:200]
 
 
 def extract_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:

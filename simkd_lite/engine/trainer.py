@@ -60,7 +60,7 @@ class TrainConfig:
     cache_teacher: bool = False
     seed: int = 0
     device: str | None = None
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 128  # on CPU, batches of 128 scored 2x faster than 1000 (cache-friendly)
     eval_every: int = 1  # test every k epochs (and always after the last one); 0: only after the last
     num_workers: int = 0
     tensorboard: bool = False  # also log every epoch to OUT/tensorboard (optional `tensorboard` package)
@@ -160,7 +160,7 @@ def make_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
 
 # ------------------------------------------------------------------------------ evaluation
 @torch.inference_mode()
-def predict(model: Callable[[Tensor], Tensor], images: Tensor, device: torch.device, batch_size: int = 1000) -> Tensor:
+def predict(model: Callable[[Tensor], Tensor], images: Tensor, device: torch.device, batch_size: int = 128) -> Tensor:
     """Logits (N, num_classes) for in-memory images, in eval mode, batch by batch."""
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):

@@ -25,7 +25,8 @@ EXAMPLES = {
     "train-teacher": """examples:
   simkd-lite train-teacher --dataset fashion_mnist --model resnet14x2 --out runs/teacher
   simkd-lite train-teacher --dataset cifar100 --profile paper --model resnet32x4 --out runs/t_r32x4 --device cuda
-  simkd-lite train-teacher --out runs/teacher --resume          # continue after an interruption""",
+  simkd-lite train-teacher --out runs/teacher --resume          # continue after an interruption
+  simkd-lite train-teacher --profile paper --dataset cifar100 --amp --out runs/t_bf16   # opt-in bf16: changes results""",
     "distill": """examples:
   simkd-lite distill --method simkd --teacher runs/teacher/best.pt --out runs/simkd
   simkd-lite distill --method kd --dataset cifar100 --profile paper --student resnet8x4 \\
@@ -34,7 +35,10 @@ EXAMPLES = {
     "eval": """examples:
   simkd-lite eval runs/demo/simkd/student.pt --dataset fashion_mnist     # a deployable SimKD student
   simkd-lite eval runs/teacher/best.pt --dataset fashion_mnist
-  simkd-lite eval resnet32x4_best.pth --model resnet32x4 --dataset cifar100""",
+  simkd-lite eval runs/simkd/last.pt --dataset fashion_mnist          # a SimKD run: projector + teacher head
+  simkd-lite eval resnet32x4_best.pth --model resnet32x4 --dataset cifar100
+  simkd-lite eval resnet8x4_best.pth --model resnet8x4 --teacher resnet32x4_best.pth --dataset cifar100
+                                                   # an official SimKD student needs its teacher's head""",
     "data": """examples:
   simkd-lite data list
   simkd-lite data locate fashion_mnist

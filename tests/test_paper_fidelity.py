@@ -356,15 +356,15 @@ def test_paper_code_path_on_the_cifar_fixture_teacher_and_simkd_student(tmp_path
     test top-1 far above chance (10%), and `eval` reproduces the reported numbers."""
     from simkd_lite.data.fixtures import write_cifar_fixture
 
-    write_cifar_fixture(tmp_path / "data", "cifar10", n_train=500, n_test=200)
+    write_cifar_fixture(tmp_path / "data", "cifar10", n_train=1000, n_test=200)  # 16 steps of 64 per epoch
     common = ["--profile", "paper", "--dataset", "cifar10", "--data-root", str(tmp_path / "data"), "--threads", "1",
               "--quiet"]
     teacher_out, student_out = tmp_path / "teacher", tmp_path / "simkd"
-    run_cli("train-teacher", *common, "--model", "resnet8", "--epochs", "4", "--out", str(teacher_out))
+    run_cli("train-teacher", *common, "--model", "resnet8", "--epochs", "3", "--out", str(teacher_out))
     teacher = read_checkpoint(teacher_out / "best.pt")
     assert teacher["config"]["amp"] is False and teacher["config"]["augment"] is True
     assert teacher["best_acc"] > 50.0  # chance: 10%
-    run_cli("distill", *common, "--method", "simkd", "--student", "resnet8_w8", "--epochs", "4",
+    run_cli("distill", *common, "--method", "simkd", "--student", "resnet8_w8", "--epochs", "5",
             "--teacher", str(teacher_out / "best.pt"), "--out", str(student_out))
     student = read_checkpoint(student_out / "last.pt")
     reported = student["history"][-1]["test_top1"]

@@ -32,7 +32,7 @@ def sha256(path: str | Path) -> str:
 def ship_teacher(checkpoint: str | Path, command: str, data_root: str | Path = "data") -> Path:
     """Copy a trained teacher into the package with its provenance (run once by maintainers).
 
-    Keeps the official layout (`model`, `epoch`, `best_acc`) plus `model_name` and `dataset`,
+    Keeps the official layout (`model`, `epoch`, `best_acc`) plus `kind`, `model_name` and `dataset`,
     drops optimizer/RNG state, re-measures the test top-1 on the full test set and records it
     with the command, seed and sha256 in `<dataset>_<model>.json`.
     """
@@ -42,8 +42,12 @@ def ship_teacher(checkpoint: str | Path, command: str, data_root: str | Path = "
     from simkd_lite.engine.jobs import evaluate_checkpoint
 
     state = read_checkpoint(checkpoint)
+    if state.get("kind", "teacher") != "teacher":
+        raise ValueError(f"{checkpoint} is a {state.get('method')} student checkpoint; only teachers are shipped.")
     dataset, model = state["dataset"]["name"], state["model_name"]
-    slim = {k: state[k] for k in ("model", "epoch", "best_acc", "model_name", "dataset", "history")}
+    slim = {k: state[k] for k in ("model", "epoch", "best_acc", "best_epoch", "model_name", "dataset", "history")
+            if k in state}
+    slim.update(kind="teacher", method="vanilla")  # what it is (engine.loading reads it)
     target = PRETRAINED_DIR / f"{dataset}_{model}.pt"
     atomic_save(slim, target)
     measured = evaluate_checkpoint(target, dataset, data_root)

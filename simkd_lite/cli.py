@@ -16,6 +16,8 @@ from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # the CLI only writes PNG files; never open windows
 
+from simkd_lite.training.metrics import BEST_ON_TEST_NOTE, describe  # noqa: E402  (small, imports no torch)
+
 EXAMPLES = {
     "demo": """examples:
   simkd-lite demo                                  # Fashion-MNIST, quick profile, shipped teacher, runs/demo
@@ -26,7 +28,8 @@ EXAMPLES = {
   simkd-lite train-teacher --dataset fashion_mnist --model resnet14x2 --out runs/teacher
   simkd-lite train-teacher --dataset cifar100 --profile paper --model resnet32x4 --out runs/t_r32x4 --device cuda
   simkd-lite train-teacher --out runs/teacher --resume          # continue after an interruption
-  simkd-lite train-teacher --out runs/teacher --overwrite       # start again, replacing the run in runs/teacher""",
+  simkd-lite train-teacher --out runs/teacher --overwrite       # start again, replacing the run in runs/teacher
+  simkd-lite train-teacher --profile paper --dataset cifar100 --amp --out runs/t_bf16   # opt-in bf16: changes results""",
     "distill": """examples:
   simkd-lite distill --method simkd --teacher runs/teacher/best.pt --out runs/simkd
   simkd-lite distill --method kd --dataset cifar100 --profile paper --student resnet8x4 \\
@@ -35,7 +38,10 @@ EXAMPLES = {
     "eval": """examples:
   simkd-lite eval runs/demo/simkd/student.pt --dataset fashion_mnist     # a deployable SimKD student
   simkd-lite eval runs/teacher/best.pt --dataset fashion_mnist
-  simkd-lite eval resnet32x4_best.pth --model resnet32x4 --dataset cifar100""",
+  simkd-lite eval runs/simkd/last.pt --dataset fashion_mnist          # a SimKD run: projector + teacher head
+  simkd-lite eval resnet32x4_best.pth --model resnet32x4 --dataset cifar100
+  simkd-lite eval resnet8x4_best.pth --model resnet8x4 --teacher resnet32x4_best.pth --dataset cifar100
+                                                   # an official SimKD student needs its teacher's head""",
     "data": """examples:
   simkd-lite data list
   simkd-lite data locate fashion_mnist
@@ -100,18 +106,24 @@ def _run_flags(p: argparse.ArgumentParser, default_out: str) -> None:
 
 
 def _speedups(p: argparse.ArgumentParser) -> None:
-    """The switchable speed-ups (see simkd_lite/training/teacher_prep.py); defaults come from the profile."""
-    g = p.add_argument_group("speed-ups (none changes results beyond float tolerance)")
-    g.add_argument("--no-fold-bn", dest="fold_bn", action="store_false", default=None,
-                   help="keep the teacher's BatchNorm layers instead of folding them into its convs")
-    g.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None,
-                   help="keep the NCHW memory format")
-    g.add_argument("--compile-teacher", action="store_true", default=None, help="torch.compile the teacher forward")
-    g.add_argument("--compile-student", action="store_true", default=None, help="torch.compile the student step")
-    g.add_argument("--amp", action="store_true", default=None, help="bf16 autocast (CUDA only)")
-    g.add_argument("--no-device-data", dest="device_data", action="store_false", default=None,
-                   help="augment image by image with torchvision (DataLoader) instead of as uint8 tensors on the device")
-    g.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
+    """The switchable speed-ups (see simkd_lite/training/teacher_prep.py): each an on/off pair; unset = the profile's."""
+    on_off = argparse.BooleanOptionalAction
+    g = p.add_argument_group("speed-ups (each --X / --no-X; default: the profile's, see `simkd-lite profiles`)",
+                             "All but --amp change results only within float tolerance. --amp (bf16 autocast) "
+                             "changes the numbers beyond it (SimKD's regression targets become bf16): the "
+                             "official code and the paper profile are fp32.")
+    g.add_argument("--fold-bn", action=on_off, default=None,
+                   help="fold the frozen teacher's BatchNorm layers into its convs (exact up to rounding)")
+    g.add_argument("--channels-last", action=on_off, default=None, help="NHWC memory format (exact up to rounding)")
+    g.add_argument("--compile-teacher", action=on_off, default=None,
+                   help="torch.compile the teacher forward (one-off compile time)")
+    g.add_argument("--compile-student", action=on_off, default=None, help="torch.compile the student step")
+    g.add_argument("--amp", action=on_off, default=None,
+                   help="bf16 autocast on CUDA: faster on some GPUs, but CHANGES RESULTS (not the paper's fp32)")
+    g.add_argument("--device-data", action=on_off, default=None,
+                   help="augment as uint8 tensors on the device in batches (--no-device-data: torchvision, "
+                        "image by image, in a DataLoader)")
+    g.add_argument("--cuda-graph", action=on_off, default=None,
                    help="CUDA: replay each full-batch training step from a CUDA graph (SGD + per-epoch schedule; "
                         "the same math, loss checked once per epoch); ignored on CPU")
 
@@ -132,7 +144,17 @@ def _common(p: argparse.ArgumentParser, *, dataset_default: str = "fashion_mnist
     p.add_argument("--threads", type=positive_int,
                    help="CPU threads for torch, at most the core count (default: torch's choice; 1 is faster on a busy machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also log every epoch to OUT/tensorboard (pip install 'simkd_lite[tensorboard]'); "
+                        "OUT/metrics.csv is always written")
+    _trust(p)
     _speedups(p)
+
+
+def _trust(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="unpickle checkpoint files fully (weights_only=False) when a safe load refuses them: "
+                        "this can run code from the file, so only for files from a source you trust")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,11 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     _run_flags(distill, "runs/distill")
 
     evaluate = add("eval", "Test top-1 of a checkpoint (a SimKDStudent file, ours or official) on a full test set.")
-    evaluate.add_argument("checkpoint")
+    evaluate.add_argument("checkpoint", help="a teacher or student checkpoint (ours or official), or a SimKD student.pt")
     evaluate.add_argument("--dataset", default="fashion_mnist")
     evaluate.add_argument("--model", help="architecture of an official checkpoint that lacks the name")
+    evaluate.add_argument("--teacher", help="for an official SimKD student .pth: its teacher's checkpoint "
+                                            "(the student predicts through the teacher's classifier)")
+    evaluate.add_argument("--teacher-model", help="architecture of that teacher, if its path does not say")
     evaluate.add_argument("--device")
     evaluate.add_argument("--data-root", default=os.environ.get("SIMKD_LITE_DATA", "data"))
+    _trust(evaluate)
 
     data = add("data", "List, locate or fetch datasets.")
     data.add_argument("action", choices=["list", "locate", "fetch"])
@@ -200,17 +226,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device")
     bench.add_argument("--threads", type=positive_int)
     bench.add_argument("--json", help="also write the results to this JSON file")
+    _trust(bench)
     _speedups(bench)
     return parser
 
 
 def _config(recipe_config, args):
     overrides = {"seed": args.seed, "device": args.device}
-    overrides.update({k: getattr(args, k) for k in SPEEDUPS if getattr(args, k, None) is not None})
+    overrides.update({k: getattr(args, k) for k in (*SPEEDUPS, "tensorboard") if getattr(args, k, None) is not None})
     for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr")):
         if getattr(args, flag) is not None:
             overrides[field] = getattr(args, flag)
     return replace(recipe_config, **overrides)
+
+
+def summary_of(result: dict) -> dict:
+    """The last / best / best-epoch part of a job's result, for `engine.metrics.describe`."""
+    return {"last_top1": result["top1"], "best_top1": result.get("best_top1"), "best_epoch": result.get("best_epoch")}
 
 
 def _log(args):
@@ -223,9 +255,10 @@ def cmd_demo(args) -> None:
     results = run_demo(args.dataset, args.profile, args.out, data_root=args.data_root, seed=args.seed,
                        device=args.device, epochs=args.epochs, teacher=args.teacher, teacher_model=args.teacher_model,
                        train_new_teacher=args.train_teacher, student_model=args.student, log=_log(args),
-                       together=args.together,
-                       progress=False if args.quiet else None, overwrite=args.overwrite,
-                       speedups={k: getattr(args, k) for k in SPEEDUPS if getattr(args, k) is not None})
+                       together=args.together, progress=False if args.quiet else None, overwrite=args.overwrite,
+                       trust=args.trust_checkpoint,
+                       speedups={k: getattr(args, k) for k in (*SPEEDUPS, "tensorboard")
+                                 if getattr(args, k) is not None})
     if args.quiet:  # the table is the result: print it even without the progress lines
         print(results_table(results))
     print(f"results: {Path(args.out) / 'results.json'}; figures: accuracy.png, curves.png, features.png")
@@ -236,11 +269,13 @@ def cmd_train_teacher(args) -> None:
     from simkd_lite.experiments.profiles import get_profile
 
     recipe = get_profile(args.profile, args.dataset)
-    config = _config(recipe.teacher, args)
     model = args.model or recipe.teacher_model
+    config = _config(recipe.teacher_config(model), args)
     summary = train_teacher(args.dataset, model, config, args.out, data_root=args.data_root, resume=args.resume,
                             overwrite=args.overwrite, log=_log(args), progress=False if args.quiet else None)
-    print(f"{model}: test top-1 {summary['top1']:.2f}% after {config.epochs} epochs -> {args.out}/last.pt, {args.out}/best.pt")
+    print(f"{model}: test top-1 {describe(summary_of(summary))} after {config.epochs} epochs -> {args.out}/best.pt "
+          f"(distil from it, as the official scripts do), {args.out}/last.pt")
+    print(f"note: {BEST_ON_TEST_NOTE}")
 
 
 def cmd_distill(args) -> None:
@@ -260,7 +295,7 @@ def cmd_distill(args) -> None:
             raise ValueError("--factor applies to --method simkd only.")
         options["factor"] = args.factor
     teacher_net, source = (None, None) if args.method == "vanilla" else load_teacher(
-        args.teacher, args.dataset, args.teacher_model, log=_log(args))
+        args.teacher, args.dataset, args.teacher_model, log=_log(args), trust=args.trust_checkpoint)
     bundle = load_dataset(args.dataset, args.data_root, train_subset=recipe.train_subset, seed=args.seed,
                           augment=config.augment)
     if teacher_net is not None:
@@ -272,14 +307,16 @@ def cmd_distill(args) -> None:
                              progress=False if args.quiet else None,
                              run_info={"profile": args.profile, "teacher": source, "train_subset": recipe.train_subset})
     saved = f"; deployable student: {out / 'student.pt'}" if args.method == "simkd" else ""
-    print(f"{args.method} {student_model}: test top-1 {result['top1']:.2f}% in {result['seconds']:.0f}s "
-          f"-> {out}/last.pt{saved}")
+    print(f"{args.method} {student_model}: test top-1 {describe(summary_of(result))} in {result['seconds']:.0f}s "
+          f"-> {out}/last.pt, {out}/best.pt{saved}")
+    print(f"note: {BEST_ON_TEST_NOTE}")
 
 
 def cmd_eval(args) -> None:
     from simkd_lite.experiments.jobs import evaluate_checkpoint
 
-    result = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root, args.model, args.device)
+    result = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root, args.model, args.device,
+                                 teacher=args.teacher, teacher_model=args.teacher_model, trust=args.trust_checkpoint)
     print(json.dumps(result, indent=2))
 
 
@@ -316,7 +353,7 @@ def cmd_bench(args) -> None:
     if Path(teacher).is_file():  # a checkpoint: benchmark with its architecture and real weights
         from simkd_lite.checkpoints import load_model
 
-        teacher, _ = load_model(teacher)
+        teacher, _ = load_model(teacher, trust=args.trust_checkpoint)
     from simkd_lite.experiments.bench_graphed import graph_table, run_graph_bench
 
     flags = {k: getattr(args, k) for k in SPEEDUPS if k not in ("device_data", "cuda_graph")

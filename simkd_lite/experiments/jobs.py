@@ -12,15 +12,17 @@ from pathlib import Path
 
 from torch import nn
 
-from simkd_lite.checkpoints import atomic_write_text, load_model
+from simkd_lite.checkpoints import atomic_write_text
 from simkd_lite.data import load_dataset
 from simkd_lite.data.core import DatasetInfo
-from simkd_lite.distillers import SimKDStudent, create_distiller
+from simkd_lite.distillers import create_distiller, get_distiller_class
+from simkd_lite.experiments.loading import load_predictor, load_teacher_network
 from simkd_lite.experiments.pretrained import shipped_teacher
-from simkd_lite.training.distributed import is_main_process
 from simkd_lite.training.device_data import GpuAugment
-from simkd_lite.training.runtime import seed_everything, select_device
+from simkd_lite.training.distributed import is_main_process
 from simkd_lite.training.loop import TrainConfig, fit, predict, top1
+from simkd_lite.training.metrics import summarize
+from simkd_lite.training.runtime import seed_everything, select_device
 from simkd_lite.training.together import fit_together
 from simkd_lite.models import count_parameters, create_model
 
@@ -49,6 +51,8 @@ def train_teacher(dataset: str, model_name: str, config: TrainConfig, out: str |
 
     `resume` continues (or reuses, when finished) a run in OUT with the same settings; `overwrite`
     replaces whatever run OUT holds; without either, a folder holding a run is refused.
+    Returns {'model', 'top1' (last epoch), 'best_top1', 'best_epoch', 'params', 'history', 'checkpoint'}:
+    `checkpoint` is OUT/best.pt, the file the official scripts distil students from (`*_best.pth`).
     """
     out = Path(out)
     bundle = load_dataset(dataset, data_root, train_subset=train_subset, seed=config.seed, augment=config.augment)
@@ -56,17 +60,23 @@ def train_teacher(dataset: str, model_name: str, config: TrainConfig, out: str |
     model = create_model(model_name, bundle.info.num_classes, bundle.info.in_channels)
     distiller = create_distiller("vanilla", model)
     log(f"train-teacher: {model_name} on {dataset} ({len(bundle.train)} train images) | {describe(config)}")
-    meta = {"model_name": model_name, "dataset": asdict(bundle.info)}
+    meta = {"kind": "teacher", "model_name": model_name, "dataset": asdict(bundle.info)}
     run = {"job": "train-teacher", "dataset": dataset, "model": model_name, "train_subset": train_subset}
     history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, overwrite=overwrite, meta=meta,
                   run=run, log=log, progress=progress, label="teacher",
                   gpu_augment=on_device_augment(bundle.info, config))
-    return {"model": model_name, "top1": history[-1]["test_top1"] if history else None,
-            "params": count_parameters(model), "history": history, "checkpoint": str(out / "last.pt")}
+    summary = summarize(history)
+    return {"model": model_name, "top1": summary["last_top1"], "best_top1": summary["best_top1"],
+            "best_epoch": summary["best_epoch"], "params": count_parameters(model), "history": history,
+            "checkpoint": str(out / "best.pt"), "last_checkpoint": str(out / "last.pt")}
 
+def load_teacher(teacher: str | Path | None, dataset: str, teacher_model: str | None = None, log=print, *,
+                 trust: bool = False) -> tuple[nn.Module, str]:
+    """A teacher network from a checkpoint path (ours or official), or the shipped one for `dataset`.
 
-def load_teacher(teacher: str | Path | None, dataset: str, teacher_model: str | None = None, log=print) -> tuple[nn.Module, str]:
-    """A teacher network from a checkpoint path (ours or official), or the shipped one for `dataset`."""
+    Student checkpoints of any method, deployable SimKD students and teachers of another data set
+    are refused with a message that says what to pass (see `experiments.loading`).
+    """
     if teacher is None:
         shipped = shipped_teacher(dataset)
         if shipped is None:
@@ -75,8 +85,7 @@ def load_teacher(teacher: str | Path | None, dataset: str, teacher_model: str | 
         teacher, record = shipped
         log(f"using the shipped {record['model']} teacher for {dataset} ({record['test_top1']:.2f}% test top-1; "
             f"made by: {record['command']})")
-    model, _ = load_model(teacher, teacher_model)
-    return model, str(teacher)
+    return load_teacher_network(teacher, dataset, teacher_model, trust=trust), str(teacher)
 
 
 def check_compatible(model: nn.Module, info: DatasetInfo, role: str) -> None:
@@ -88,47 +97,54 @@ def check_compatible(model: nn.Module, info: DatasetInfo, role: str) -> None:
 def distill_student(method: str, student_model: str, teacher_net: nn.Module | None, bundle, config: TrainConfig,
                     out: str | Path, *, options: dict | None = None, resume: bool = False, overwrite: bool = False,
                     log=print, progress=None, shared: dict | None = None, run_info: dict | None = None) -> dict:
-    """Train one student with `method`; for SimKD also write the deployable OUT/student.pt.
+    """Train one student with `method`; the method writes its deployable files (SimKD: OUT/student.pt).
 
     `resume` / `overwrite` as in `train_teacher`; `run_info` adds entries to OUT/config.json
     (e.g. the profile and the teacher's path); the teacher's weights digest is always recorded.
+    Returns {'method', 'model', 'top1' (last epoch), 'best_top1', 'best_epoch', 'params',
+    'extra_params', 'seconds', 'files', 'history', 'distiller'}.
     """
     out = Path(out)
     info = bundle.info
     seed_everything(config.seed)
     student = create_model(student_model, info.num_classes, info.in_channels)
-    distiller = create_distiller(method, student, teacher_net, **(options or {}))
-    meta = {"model_name": student_model, "dataset": asdict(info),
+    options = {**get_distiller_class(method).data_options(info.image_size), **(options or {})}
+    distiller = create_distiller(method, student, teacher_net, **options)
+    meta = {"kind": "student", "model_name": student_model, "dataset": asdict(info),
             "teacher_model": getattr(teacher_net, "model_name", None) if distiller.needs_teacher else None}
     run = {"job": "distill", "method": method, "dataset": info.name, "student_model": student_model,
-           "teacher_model": meta["teacher_model"], "method_options": options or {}, **(run_info or {})}
+           "teacher_model": meta["teacher_model"], "method_options": options, **(run_info or {})}
     started = time.perf_counter()
     history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, overwrite=overwrite, meta=meta,
                   run=run, log=log, progress=progress, gpu_augment=on_device_augment(info, config), **(shared or {}))
     # This call's wall-clock, or the epochs' own seconds where an earlier call trained them (resume, reuse).
     seconds = max(time.perf_counter() - started, sum(record["seconds"] for record in history))
-    files = distiller.write_deployable(out) if is_main_process() else []
+    files = distiller.write_deployable(out, dataset=asdict(info)) if is_main_process() else []
     deployed = distiller.deployed_parameters()
-    return {"method": method, "model": student_model, "top1": history[-1]["test_top1"],
+    summary = summarize(history)
+    return {"method": method, "model": student_model, "top1": summary["last_top1"],
+            "best_top1": summary["best_top1"], "best_epoch": summary["best_epoch"],
             "params": deployed, "extra_params": deployed - count_parameters(student), "files": [str(f) for f in files],
             "seconds": round(seconds, 2), "history": history, "distiller": distiller}
 
 
 def evaluate_checkpoint(path: str | Path, dataset: str, data_root: str | Path = "data", model_name: str | None = None,
-                        device: str | None = None) -> dict:
-    """Top-1 of a SimKDStudent file or a model checkpoint on the full test set of `dataset`."""
-    try:
-        model = SimKDStudent.load(path)
-        kind = "SimKDStudent"
-    except ValueError:
-        model, _ = load_model(path, model_name)
-        kind = model.model_name
-    bundle = load_dataset(dataset, data_root, augment=False)
-    dev = select_device(device)
+                        device: str | None = None, *, teacher: str | Path | None = None,
+                        teacher_model: str | None = None, trust: bool = False) -> dict:
+    """Top-1 on the full test set of `dataset` of what a checkpoint predicts (see `experiments.loading.load_predictor`).
+
+    A SimKD run's last.pt / best.pt is scored through projector + teacher head: the number the run
+    reported for that epoch. An official SimKD student needs `teacher`.
+    """
     from simkd_lite.training.loop import materialize
+
+    bundle = load_dataset(dataset, data_root, augment=False)
+    model, described = load_predictor(path, bundle.info, model_name, teacher=teacher, teacher_model=teacher_model,
+                                      trust=trust)
+    dev = select_device(device)
     x, y = materialize(bundle.test)
-    return {"checkpoint": str(path), "model": kind, "dataset": dataset, "top1": top1(predict(model.to(dev), x, dev), y),
-            "test_images": len(y)}
+    return {"checkpoint": str(path), **described, "dataset": dataset,
+            "top1": top1(predict(model.to(dev), x, dev), y), "test_images": len(y)}
 
 
 # ------------------------------------------------------------------ several students, one teacher pass
@@ -136,7 +152,8 @@ def build_distiller(method: str, student_model: str, teacher_net, info, seed: in
     """A distiller built exactly as `distill_student` builds it (same seed, same draws, same order)."""
     seed_everything(seed)
     student = create_model(student_model, info.num_classes, info.in_channels)
-    return create_distiller(method, student, teacher_net, **(options or {}))
+    options = {**get_distiller_class(method).data_options(info.image_size), **(options or {})}
+    return create_distiller(method, student, teacher_net, **options)
 
 
 def distill_together(methods, student_model: str, teacher_net, bundle, config: TrainConfig, out: str | Path, *,
@@ -151,7 +168,7 @@ def distill_together(methods, student_model: str, teacher_net, bundle, config: T
     options = options or {}
     distillers = {m: build_distiller(m, student_model, teacher_net, info, config.seed, options.get(m)) for m in methods}
     teacher_name = getattr(teacher_net, "model_name", None)
-    metas = {m: {"model_name": student_model, "dataset": asdict(info),
+    metas = {m: {"kind": "student", "model_name": student_model, "dataset": asdict(info),
                  "teacher_model": teacher_name if distillers[m].needs_teacher else None} for m in methods}
     for m in methods:
         write_config(out / m, job="distill", method=m, dataset=info.name, student_model=student_model,
@@ -165,11 +182,13 @@ def distill_together(methods, student_model: str, teacher_net, bundle, config: T
     summaries = []
     for m in methods:
         distiller = distillers[m]
-        distiller.write_deployable(out / m)
-        summary = {"method": m, "model": student_model, "top1": histories[m][-1]["test_top1"],
+        distiller.write_deployable(out / m, dataset=asdict(info))
+        best_last = summarize(histories[m])
+        summary = {"method": m, "model": student_model, "top1": best_last["last_top1"],
+                   "best_top1": best_last["best_top1"], "best_epoch": best_last["best_epoch"],
                    "params": distiller.deployed_parameters(),
                    "extra_params": distiller.deployed_parameters() - count_parameters(distiller.student),
                    "seconds": round(seconds, 2), "together": list(methods), "history": histories[m]}
-        (out / m / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(json.dumps(summary, indent=2) + "\n", out / m / "results.json")
         summaries.append({**summary, "distiller": distiller})
     return summaries

@@ -7,9 +7,13 @@
 - `OUT/last.pt` is written atomically after every epoch with everything a resume needs (weights,
   optimizer, scheduler, RNG states, epoch, history); `OUT/best.pt` when the test top-1 improves,
   just before last.pt, so best.pt never lags the record in last.pt.
-  Both use the official layout: `model` is the network's state_dict, `epoch` the completed epochs.
+  Both use the official layout: `model` is the network's state_dict, `epoch` the completed epochs;
+  both say what they are: `kind` (teacher / student), `method`, `model_name`, `dataset`, and what
+  the method needs to predict (SimKD: projector, teacher head, target size; `Distiller.checkpoint_entries`).
 - The output folder is claimed first (run_folder.py): locked, refused if it holds another run,
   resumed only with the same settings; `OUT/config.json` describes the run.
+- `OUT/metrics.csv` (one row per epoch) is rewritten from the history after every epoch, so a resumed
+  run continues it without duplicates; `tensorboard=True` also logs to OUT/tensorboard.
 - Without augmentation the training set is turned into tensors once, and teacher outputs can be
   cached once, so teacher-driven students then cost only student compute.
 """
@@ -34,6 +38,7 @@ from simkd_lite.training import distributed as ddp
 from simkd_lite.training.device_data import DeviceTensorBatches, GpuAugment, to_uint8_tensors
 from simkd_lite.training.step import distill_step
 from simkd_lite.training.teacher_prep import maybe_compile, prepare_teacher
+from simkd_lite.training.metrics import TensorBoardLog, summarize, write_metrics_csv
 from simkd_lite.training.graphed import SharedStep, graph_unsupported, run_epoch
 from simkd_lite.training.run_folder import claim_run_folder, plain
 from simkd_lite.training.runtime import (epoch_generator, epoch_order, restore_rng_state, rng_state, seed_everything,
@@ -66,15 +71,17 @@ class TrainConfig:
     cache_teacher: bool = False
     seed: int = 0
     device: str | None = None
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 128  # on CPU, batches of 128 scored 2x faster than 1000 (cache-friendly)
     eval_every: int = 1  # test every k epochs (and always after the last one); 0: only after the last
     num_workers: int = 0
-    # Speed-ups: each one switchable, none changes results beyond float tolerance (tests/test_fast.py).
+    tensorboard: bool = False  # also log every epoch to OUT/tensorboard (optional `tensorboard` package)
+    # Speed-ups, each switchable. All but `amp` change results only within float tolerance
+    # (tests/test_fast.py); `amp` (bf16) changes them beyond it, so no recipe turns it on by default.
     fold_bn: bool = True  # the frozen teacher with BatchNorm folded into its convs
     channels_last: bool = True  # NHWC memory format for teacher, student and inputs
     compile_teacher: bool = False  # torch.compile the teacher forward (one-off cost, logged)
     compile_student: bool = False  # torch.compile the student's training step
-    amp: bool = False  # bf16 autocast on CUDA only (on this project's CPUs bf16 is ~9x slower)
+    amp: bool = False  # bf16 autocast on CUDA only: changes the numbers (on this project's CPUs also ~9x slower)
     device_data: bool = True  # augmentation: uint8 data on the device (GPU or CPU), crop/flip/normalise in batches
     cuda_graph: bool = False  # CUDA only: replay each full-batch step from a CUDA graph (training/graphed.py)
 
@@ -101,10 +108,14 @@ def materialize(dataset: Dataset, batch_size: int = 1024) -> tuple[Tensor, Tenso
 
 @torch.no_grad()
 def cache_teacher_outputs(teacher: FrozenTeacher, images: Tensor, device: torch.device,
-                          batch_size: int = 1000) -> TeacherOutputs:
-    """One frozen-teacher pass over fixed images; the result is reused every epoch."""
-    outs = [teacher(images[i:i + batch_size].to(device)) for i in range(0, len(images), batch_size)]
-    return TeacherOutputs(torch.cat([o.features for o in outs]).cpu(), torch.cat([o.logits for o in outs]).cpu())
+                          batch_size: int = 1000, hint_layer: int | None = None) -> TeacherOutputs:
+    """One frozen-teacher pass over fixed images; the result is reused every epoch.
+
+    With `hint_layer` (FitNet's) the map at that index of the official feature list is cached too.
+    """
+    outs = [teacher(images[i:i + batch_size].to(device), hint_layer) for i in range(0, len(images), batch_size)]
+    hint = torch.cat([o.hint for o in outs]).cpu() if hint_layer is not None else None
+    return TeacherOutputs(torch.cat([o.features for o in outs]).cpu(), torch.cat([o.logits for o in outs]).cpu(), hint)
 
 
 class TensorBatches:
@@ -120,7 +131,7 @@ class TensorBatches:
     def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor, TeacherOutputs | None]]:
         order = epoch_order(len(self.labels), self.seed, epoch)
         for idx in order.split(self.batch_size):
-            cached = TeacherOutputs(self.teacher.features[idx], self.teacher.logits[idx]) if self.teacher else None
+            cached = self.teacher.select(idx) if self.teacher else None
             yield self.images[idx], self.labels[idx], cached
 
 
@@ -171,7 +182,7 @@ def make_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
 
 # ------------------------------------------------------------------------------ evaluation
 @torch.inference_mode()
-def predict(model: Callable[[Tensor], Tensor], images: Tensor, device: torch.device, batch_size: int = 1000) -> Tensor:
+def predict(model: Callable[[Tensor], Tensor], images: Tensor, device: torch.device, batch_size: int = 128) -> Tensor:
     """Logits (N, num_classes) for in-memory images, in eval mode, batch by batch."""
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
@@ -189,11 +200,16 @@ def top1(logits: Tensor, labels: Tensor) -> float:
 
 
 # ------------------------------------------------------------------------------ checkpoints
-def _checkpoint(distiller: Distiller, optimizer, scheduler, epoch: int, best_acc: float, history: list,
-                config: TrainConfig, meta: dict) -> dict:
-    """Official layout (`model`, `epoch`, `best_acc`; `proj` for SimKD) plus what a resume needs."""
+def _checkpoint(distiller: Distiller, optimizer, scheduler, epoch: int, best_acc: float, best_epoch: int | None,
+                history: list, config: TrainConfig, meta: dict) -> dict:
+    """Official layout (`model`, `epoch`, `best_acc`; `proj` for SimKD) plus identity and what a resume needs.
+
+    Identity: `kind` ("teacher" / "student"), `method`, `model_name`, `dataset` (name, classes,
+    channels, image size, ...), and the method's own entries for prediction (SimKD: `proj`, `simkd`).
+    """
     extras = {k: v for k, v in distiller.state_dict().items() if not k.startswith("student.")}
-    state = {"model": distiller.student.state_dict(), "epoch": epoch, "best_acc": best_acc, **meta,
+    state = {"model": distiller.student.state_dict(), "epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch,
+             "kind": "student" if distiller.needs_teacher else "teacher", **meta,
              "method": distiller.method, "extras": extras, "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "rng": rng_state(), "history": history, "config": asdict(config)}
     state.update(distiller.checkpoint_entries())
@@ -225,10 +241,14 @@ def make_batches(distiller: Distiller, train_set: Dataset, config: TrainConfig, 
                              pin_memory=device.type == "cuda")
     train_x, train_y = train_tensors if train_tensors is not None else materialize(train_set)
     cached = teacher_cache if distiller.teacher is not None else None
-    if cached is None and config.cache_teacher and distiller.teacher is not None:
+    hint_layer = distiller.teacher_hint_layer
+    if cached is not None and hint_layer is not None and cached.hint is None:
+        cached = None  # a shared cache without this method's hint map: cache again, with it
+    if cached is None and (config.cache_teacher or teacher_cache is not None) and distiller.teacher is not None:
         start = time.perf_counter()
-        cached = cache_teacher_outputs(distiller.teacher, train_x, device, config.eval_batch_size)
-        say(f"cached teacher outputs for {len(train_x)} images in {time.perf_counter() - start:.1f}s")
+        cached = cache_teacher_outputs(distiller.teacher, train_x, device, config.eval_batch_size, hint_layer)
+        hint = f" (+ hint layer {hint_layer})" if hint_layer is not None else ""
+        say(f"cached teacher outputs{hint} for {len(train_x)} images in {time.perf_counter() - start:.1f}s")
     return TensorBatches(train_x, train_y, cached, config.batch_size, config.seed)
 
 
@@ -274,6 +294,8 @@ def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tr
     `label` names the run in progress bars and logs (default: the method).
     `gpu_augment` is the batched on-device augmentation used when `config.device_data` (see fast.py);
     datasets without uint8 arrays (or --no-device-data) go through a DataLoader, pinned on CUDA.
+    Every record holds the epoch's `test_top1` (None on epochs that `eval_every` skips); the best
+    one is saved as OUT/best.pt and `engine.metrics.summarize(history)` reports last and best.
     """
     label = label or distiller.method
     device = select_device(config.device)
@@ -308,12 +330,15 @@ def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tr
     optimizer = make_optimizer([p for p in distiller.parameters() if p.requires_grad], config)
     scheduler, schedule_unit = make_scheduler(optimizer, config, len(batches))
     graphed = _graphed_step(distiller, optimizer, config, device, say)
-    start_epoch, best_acc, history = 0, 0.0, []
+    start_epoch, best_acc, best_epoch, history = 0, 0.0, None, []
     last_path = out / "last.pt" if out else None
     if resume and last_path is not None and last_path.exists():
         checkpoint = read_checkpoint(last_path)
         _restore(distiller, optimizer, scheduler, checkpoint)
         start_epoch, best_acc, history = checkpoint["epoch"], checkpoint["best_acc"], checkpoint["history"]
+        best_epoch = checkpoint.get("best_epoch", summarize(history)["best_epoch"])  # older files lack it
+        say(f"resuming from {last_path} after epoch {start_epoch}")
+    board = TensorBoardLog(out / "tensorboard", start_epoch) if config.tensorboard and out and main_process else None
 
     for epoch in tqdm(range(start_epoch, config.epochs), desc=label, disable=_quiet(progress),
                       initial=start_epoch, total=config.epochs, unit="epoch"):
@@ -335,7 +360,7 @@ def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tr
             x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
             y = y.to(device, non_blocking=True)
             if teacher_out is not None:
-                teacher_out = TeacherOutputs(teacher_out.features.to(device), teacher_out.logits.to(device))
+                teacher_out = teacher_out.to(device)
 
             def stop_on_nan(loss: Tensor) -> None:
                 if not torch.isfinite(loss):
@@ -367,21 +392,28 @@ def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tr
                   "train_top1": 100.0 * correct / seen, "test_top1": test_acc,
                   "seconds": time.perf_counter() - started}
         history.append(record)
-        improved = test_acc is not None and test_acc > best_acc
-        best_acc = max(best_acc, test_acc or 0.0)
+        improved = test_acc is not None and (best_epoch is None or test_acc > best_acc)
+        if improved:
+            best_acc, best_epoch = test_acc, epoch + 1
         if out is not None and main_process:
-            state = _checkpoint(distiller, optimizer, scheduler, epoch + 1, best_acc, history, config, meta or {})
+            state = _checkpoint(distiller, optimizer, scheduler, epoch + 1, best_acc, best_epoch, history, config,
+                                meta or {})
             try:
                 if improved:  # best.pt first: a crash in between leaves it ahead of last.pt, never behind
                     atomic_save(state, out / "best.pt")
                 atomic_save(state, last_path)
+                write_metrics_csv(history, out / "metrics.csv")  # after last.pt: a resume rewrites it from there
             except SimKDLiteError as err:  # e.g. a full disk: the previous files are intact
                 kept = f"{last_path} (after epoch {epoch}) is intact" if last_path.exists() else "none was written yet"
                 raise SimKDLiteError(f"{err}; the last good checkpoint {kept}: fix that, then rerun with --resume") from err
+            if board is not None:
+                board.log(record)
         ddp.barrier()
         losses_text = " ".join(f"{k[5:]} {v:.4f}" for k, v in record.items() if k.startswith("loss_"))
         say(f"[{label}] epoch {epoch + 1}/{config.epochs}  {losses_text}  train {record['train_top1']:.2f}%  "
             + (f"test {test_acc:.2f}%  " if test_acc is not None else "") + f"{record['seconds']:.1f}s")
+    if board is not None:
+        board.close()
     if ddp.is_distributed():
         _record_replica_agreement(distiller, last_path if main_process else None, say)
     return history

@@ -312,8 +312,14 @@ class PreparedTeacher(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         return self._features(x)
 
-    def forward_head(self, features: Tensor) -> Tensor:
-        return self.model.forward_head(features)
+    def forward_feature_list(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        """The official feature list and logits (FitNet's hint layer); eager even when compiled."""
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model.forward_feature_list(x)
+
+    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
+        return self.model.forward_head(features, pre_logits=pre_logits)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))

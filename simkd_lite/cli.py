@@ -264,51 +264,48 @@ def cmd_demo(args) -> None:
     print(f"results: {Path(args.out) / 'results.json'}; figures: accuracy.png, curves.png, features.png")
 
 
-def cmd_train_teacher(args) -> None:
-    from simkd_lite.experiments.jobs import train_teacher
-    from simkd_lite.experiments.profiles import get_profile
+def _experiment(args):
+    """The run description for this call: the profile's recipe plus the flags that override it."""
+    from simkd_lite.experiments import Experiment
 
-    recipe = get_profile(args.profile, args.dataset)
-    model = args.model or recipe.teacher_model
-    config = _config(recipe.teacher_config(model), args)
-    summary = train_teacher(args.dataset, model, config, args.out, data_root=args.data_root, resume=args.resume,
-                            overwrite=args.overwrite, log=_log(args), progress=False if args.quiet else None)
-    print(f"{model}: test top-1 {describe(summary_of(summary))} after {config.epochs} epochs -> {args.out}/best.pt "
-          f"(distil from it, as the official scripts do), {args.out}/last.pt")
+    overrides = {k: getattr(args, k) for k in (*SPEEDUPS, "tensorboard", "batch_size", "lr")
+                 if getattr(args, k, None) is not None}
+    return Experiment.resolve(args.dataset, args.profile, seed=args.seed, epochs=args.epochs,
+                              student=getattr(args, "student", None), data_root=args.data_root, device=args.device,
+                              **overrides), overrides
+
+
+def cmd_train_teacher(args) -> None:
+    from simkd_lite.experiments import train_teacher
+
+    exp, overrides = _experiment(args)
+    model = args.model or exp.teacher_model
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    summary = train_teacher(exp, args.out, model=model, resume=args.resume, overwrite=args.overwrite,
+                            log=_log(args), progress=False if args.quiet else None, **overrides)
+    print(f"{model}: test top-1 {describe(summary_of(summary))} after {len(summary['history'])} epochs -> "
+          f"{args.out}/best.pt (distil from it, as the official scripts do), {args.out}/last.pt")
     print(f"note: {BEST_ON_TEST_NOTE}")
 
 
 def cmd_distill(args) -> None:
-    from simkd_lite.data import load_dataset
-    from simkd_lite.experiments.jobs import check_compatible, distill_student, load_teacher
-    from simkd_lite.experiments.profiles import get_profile
-
     from simkd_lite.distillers import get_distiller_class
+    from simkd_lite.experiments import get_teacher, prepare_data, train_student
 
-    get_distiller_class(args.method)  # fail fast on a misspelt method, before any loading
-    recipe = get_profile(args.profile, args.dataset)
-    student_model = args.student or recipe.student_model
-    config = _config(recipe.student_config(student_model), args)
-    options = dict(recipe.method_options.get(args.method, {}))
-    if args.factor is not None:
-        if args.method != "simkd":
-            raise ValueError("--factor applies to --method simkd only.")
-        options["factor"] = args.factor
-    teacher_net, source = (None, None) if args.method == "vanilla" else load_teacher(
-        args.teacher, args.dataset, args.teacher_model, log=_log(args), trust=args.trust_checkpoint)
-    bundle = load_dataset(args.dataset, args.data_root, train_subset=recipe.train_subset, seed=args.seed,
-                          augment=config.augment)
-    if teacher_net is not None:
-        check_compatible(teacher_net, bundle.info, "teacher")
-    out = Path(args.out)
-    _log(args)(f"distill: {args.method} | student {student_model} | teacher {source} | {args.dataset} | {config}")
-    result = distill_student(args.method, student_model, teacher_net, bundle, config, out, options=options,
-                             resume=args.resume, overwrite=args.overwrite, log=_log(args),
-                             progress=False if args.quiet else None,
-                             run_info={"profile": args.profile, "teacher": source, "train_subset": recipe.train_subset})
-    saved = f"; deployable student: {out / 'student.pt'}" if args.method == "simkd" else ""
-    print(f"{args.method} {student_model}: test top-1 {describe(summary_of(result))} in {result['seconds']:.0f}s "
-          f"-> {out}/last.pt, {out}/best.pt{saved}")
+    exp, _ = _experiment(args)
+    options = exp.options_for(args.method, factor=args.factor)  # a misspelt method or option fails here
+    needs_teacher = get_distiller_class(args.method).needs_teacher
+    teacher = get_teacher(exp, args.teacher, teacher_model=args.teacher_model, trust=args.trust_checkpoint,
+                          log=_log(args)) if needs_teacher else None
+    data = prepare_data(exp, teacher)
+    _log(args)(f"distill: {args.method} | student {exp.student_model} | teacher {getattr(teacher, 'source', None)} | "
+               f"{args.dataset} | {exp.student_train}")
+    run = train_student(args.method, data, teacher, out=args.out, options=options, resume=args.resume,
+                        overwrite=args.overwrite, log=_log(args), progress=False if args.quiet else None)
+    files = "".join(f", {f}" for f in run.files)
+    print(f"{args.method} {exp.student_model}: test top-1 {describe(summary_of(run.summary()))} in {run.seconds:.0f}s "
+          f"-> {run.out}/last.pt, {run.out}/best.pt{files}")
     print(f"note: {BEST_ON_TEST_NOTE}")
 
 

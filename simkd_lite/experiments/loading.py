@@ -104,10 +104,10 @@ def load_predictor(path: str | os.PathLike, info: DatasetInfo, model_name: str |
     check_dataset(what["dataset"], info.name, path, "model")
     if what["deployable"]:
         model = SimKDStudent.load(path)
-        described = {"model": "SimKDStudent", "student_model": model.encoder.model_name}
+        described = {"model": "SimKDStudent", "student_model": model.student.model_name}
     elif what["method"] == "simkd":
         model = SimKDStudent.from_training_checkpoint(checkpoint)
-        described = {"model": "SimKDStudent", "student_model": model.encoder.model_name}
+        described = {"model": "SimKDStudent", "student_model": model.student.model_name}
     elif what["official_simkd"]:
         if teacher is None:
             raise ValueError(f"{path} is an official SimKD student: it predicts through its teacher's classifier, "
@@ -124,7 +124,7 @@ def load_predictor(path: str | os.PathLike, info: DatasetInfo, model_name: str |
         described = {"model": model.model_name}
     if not isinstance(model, SimKDStudent):
         check_fits(model, info, path, "model")
-    elif model.head.out_features != info.num_classes:
-        raise ValueError(f"{path} predicts {model.head.out_features} classes; {info.name} has {info.num_classes}.")
+    elif model.teacher_head.out_features != info.num_classes:
+        raise ValueError(f"{path} predicts {model.teacher_head.out_features} classes; {info.name} has {info.num_classes}.")
     return model.eval(), {"kind": what["kind"], "method": what["method"], **described}
 

@@ -2,11 +2,12 @@
 
 - `quick` runs on a 2-core laptop CPU in minutes: small models, a seeded subset, no augmentation (so
   the training set and the teacher's outputs are computed once and cached), a short schedule.
-- `paper` is the official CIFAR-100 recipe (GUIDE §2), in fp32 without torch.compile: SGD momentum 0.9,
+- `paper` is the official CIFAR-100 recipe (the SimKD repository's train_student.py defaults), in fp32 without torch.compile: SGD momentum 0.9,
   weight decay 5e-4, batch 64, 240 epochs, lr 0.05 (0.01 for MobileNetV2 / ShuffleNet, teachers and
   students alike, as the official train_teacher.py and train_student.py set it) x0.1 at epochs 150,
   180, 210, RandomCrop(32, 4) + flip, the test set scored after every epoch. Its method options are
-  the SimKD repository's protocol behind the paper's table (GUIDE §5): KD 1*CE + 1*KD (T=4); FitNet
+  the SimKD repository's protocol behind the paper's table (its README: `--cls 1 --div 1` for all
+  baselines; scripts/run_distill.sh): KD 1*CE + 1*KD (T=4); FitNet
   1*CE + 1*KD + 100*hint at hint layer 1; SimKD only the L2 loss (factor 2).
 - `REPDISTILLER_METHOD_OPTIONS` is the older RepDistiller protocol (KD 0.1*CE + 0.9*KD; FitNet CE +
   100*hint at layer 2, no KD), kept under its own name for comparisons with RepDistiller's numbers;

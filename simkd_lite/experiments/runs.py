@@ -276,9 +276,14 @@ def train_student(method: str, data: PreparedData, teacher: nn.Module | None = N
                       distiller=result["distiller"], files=result.get("files", []))
 
 
-def compare(methods: Iterable[str], data: PreparedData, teacher: nn.Module | None = None, **kwargs) -> dict[str, StudentRun]:
-    """`train_student` for each method on the same data, teacher and budget: {method: StudentRun}."""
-    return {method: train_student(method, data, teacher, **kwargs) for method in methods}
+def compare(methods: Iterable[str], data: PreparedData, teacher: nn.Module | None = None, *,
+            out: str | Path | None = None, **kwargs) -> dict[str, StudentRun]:
+    """`train_student` for each method on the same data, teacher and budget: {method: StudentRun}.
+
+    out: a folder holding one run folder per method (`OUT/<method>`); None = folders named by settings.
+    """
+    return {method: train_student(method, data, teacher, out=Path(out) / method if out is not None else None, **kwargs)
+            for method in methods}
 
 
 # ------------------------------------------------------------------------------ evaluation

@@ -75,7 +75,7 @@ def run_graph_bench(teacher: str | nn.Module, student: str, *, batch_size: int =
         for method in methods:
             torch.manual_seed(seed)
             distiller = create_distiller(method, create_model(student, num_classes, in_channels),
-                                         teacher_net if method != "vanilla" else None,
+                                         teacher_net,
                                          **PAPER_METHOD_OPTIONS.get(method, {}))
             distiller = distiller.to(dev).to(memory_format=memory_format).train()
             if distiller.teacher is not None:

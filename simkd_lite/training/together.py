@@ -30,6 +30,7 @@ from simkd_lite.distillers import Distiller, FrozenTeacher
 from simkd_lite.training import distributed as ddp
 from simkd_lite.training.teacher_prep import prepare_teacher
 from simkd_lite.training.graphed import SharedStep, graph_unsupported, run_epoch
+from simkd_lite.training.metrics import write_metrics_csv
 from simkd_lite.training.runtime import seed_everything, select_device
 from simkd_lite.training.loop import (TrainConfig, TrainingDivergedError, _checkpoint, _quiet, make_batches,
                                        make_optimizer, make_scheduler, materialize, predict, top1)
@@ -74,7 +75,9 @@ def fit_together(distillers: dict[str, Distiller], train_set, test_set, config: 
         distiller.to(memory_format=memory_format)
 
     test_x, test_y = test_tensors if test_tensors is not None else materialize(test_set)
-    feeder = next((d for d in distillers.values() if d.teacher is not None), distillers[names[0]])
+    # The batches carry what every member needs from the teacher: a hint map too when one asks for it.
+    feeder = next((d for d in distillers.values() if d.teacher_hint_layer is not None),
+                  next((d for d in distillers.values() if d.teacher is not None), distillers[names[0]]))
     batches = make_batches(feeder, train_set, config, device, gpu_augment, train_tensors, teacher_cache, say)
     optimizers = [make_optimizer([p for p in distillers[n].parameters() if p.requires_grad], config) for n in names]
     schedulers = [make_scheduler(optimizer, config, len(batches)) for optimizer in optimizers]
@@ -90,6 +93,7 @@ def fit_together(distillers: dict[str, Distiller], train_set, test_set, config: 
     outs = {n: Path(outs[n]) for n in names} if outs else {}
     histories: dict[str, list[dict]] = {n: [] for n in names}
     best = {n: 0.0 for n in names}
+    best_epoch: dict[str, int | None] = {n: None for n in names}
 
     for epoch in tqdm(range(config.epochs), desc="+".join(names), disable=_quiet(progress), unit="epoch"):
         started = time.perf_counter()
@@ -124,13 +128,15 @@ def fit_together(distillers: dict[str, Distiller], train_set, test_set, config: 
                       "seconds": train_seconds + time.perf_counter() - evaluated}
             histories[name].append(record)
             improved = test_acc is not None and test_acc > best[name]
-            best[name] = max(best[name], test_acc or 0.0)
+            if improved:
+                best[name], best_epoch[name] = test_acc, epoch + 1
             if last_path is not None:
-                state = _checkpoint(distiller, optimizer, scheduler, epoch + 1, best[name], histories[name], config,
-                                    (metas or {}).get(name, {}))
+                state = _checkpoint(distiller, optimizer, scheduler, epoch + 1, best[name], best_epoch[name],
+                                    histories[name], config, (metas or {}).get(name, {}))
                 if improved:  # best.pt first: it never lags the record in last.pt
                     atomic_save(state, outs[name] / "best.pt")
                 atomic_save(state, last_path)
+                write_metrics_csv(histories[name], outs[name] / "metrics.csv")
             losses_text = " ".join(f"{k[5:]} {v:.4f}" for k, v in record.items() if k.startswith("loss_"))
             say(f"[{name}] epoch {epoch + 1}/{config.epochs}  {losses_text}  train {record['train_top1']:.2f}%  "
                 + (f"test {test_acc:.2f}%  " if test_acc is not None else "") + f"{record['seconds']:.1f}s")

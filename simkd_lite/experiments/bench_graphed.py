@@ -21,7 +21,7 @@ import time
 import torch
 from torch import nn
 
-from simkd_lite.distillers import FrozenTeacher, create_distiller
+from simkd_lite.distillers import FrozenTeacher, create_distiller, get_distiller_class
 from simkd_lite.experiments.bench import CIFAR100_MEAN, CIFAR100_STD, _batches, _sync
 from simkd_lite.training.device_data import GpuAugment
 from simkd_lite.training.teacher_prep import prepare_teacher
@@ -76,7 +76,8 @@ def run_graph_bench(teacher: str | nn.Module, student: str, *, batch_size: int =
             torch.manual_seed(seed)
             distiller = create_distiller(method, create_model(student, num_classes, in_channels),
                                          teacher_net,
-                                         **PAPER_METHOD_OPTIONS.get(method, {}))
+                                         **PAPER_METHOD_OPTIONS.get(method, {}),
+                                         **get_distiller_class(method).data_options(image_size))
             distiller = distiller.to(dev).to(memory_format=memory_format).train()
             if distiller.teacher is not None:
                 distiller.teacher = shared

@@ -1,6 +1,7 @@
 """Looking inside trained models: pooled features, 2-D projections, feature agreement.
 
-Used by the demo's feature-space figure and by the feature-space notebook. Nothing here trains.
+Used by the demo's feature-space figure and by the feature-space notebook. Nothing here trains a network;
+`train_linear_head` fits one linear layer on fixed features (the "new classifier" ablation).
 """
 from __future__ import annotations
 
@@ -75,20 +76,28 @@ def per_class_cosine(features_a: Tensor, features_b: Tensor, labels: Tensor | np
     return np.array([cos[labels == c].mean() if (labels == c).any() else np.nan for c in range(num_classes)])
 
 
-@torch.no_grad()
-def interpolate_head_accuracy(student_pooled: Tensor, teacher_pooled: Tensor, head: nn.Module, labels: Tensor,
-                              alphas: Sequence[float]) -> np.ndarray:
-    """Top-1 (%) of the teacher head fed with (1 - a) * student + a * teacher pooled features, for each a.
+def train_linear_head(features: Tensor, labels: Tensor, num_classes: int, *, weight_decay: float = 1e-4,
+                      max_iter: int = 200, seed: int = 0) -> nn.Linear:
+    """A new linear classifier fitted to fixed (N, C) features with cross-entropy: the paper's ablation
+    "train a new head on the student's features" next to "reuse the teacher's head".
 
-    SimKD's argument in one curve: at a = 1 the head sees the teacher's own features, so the accuracy is
-    exactly the teacher's; the closer the student's features get to the teacher's, the closer it gets.
+    Full-batch L-BFGS on the convex objective CE + weight_decay * ||W||^2, so the result depends on the
+    features, not on a learning-rate schedule. Returns the head in eval mode with gradients off.
     """
-    head = head.eval()
-    accuracies = []
-    for alpha in alphas:
-        mixed = (1.0 - alpha) * student_pooled + alpha * teacher_pooled
-        accuracies.append(100.0 * (head(mixed).argmax(1) == labels).float().mean().item())
-    return np.array(accuracies)
+    torch.manual_seed(seed)
+    features, labels = features.float().detach(), torch.as_tensor(labels).long()
+    head = nn.Linear(features.shape[1], num_classes)
+    optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def objective() -> Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(head(features), labels) + weight_decay * head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(objective)
+    return head.eval().requires_grad_(False)
 
 
 @torch.no_grad()

@@ -37,15 +37,28 @@ def accuracy_bars(results: dict, ax=None) -> Figure:
     return fig
 
 
-def training_curves(histories: dict[str, list[dict]], metric: str = "test_top1", ax=None) -> Figure:
-    """One line per method: `metric` (e.g. test_top1, train_top1) against the epoch."""
+def training_curves(histories: dict[str, list[dict]], metric: str = "test_top1", ax=None,
+                    teacher_top1: float | None = None) -> Figure:
+    """One line per method: `metric` (e.g. test_top1, train_top1) against the epoch.
+
+    When the intermediate test scores used fewer images than the last one (`TrainConfig.eval_subset`),
+    the y label says so. `teacher_top1` draws the teacher as a dashed line.
+    """
     fig, ax = _figure(ax, (6, 3.5))
     colors = _palette(list(histories))
     for method, history in histories.items():
         points = [(h["epoch"], h[metric]) for h in history if h.get(metric) is not None]  # skipped tests: None
         ax.plot(*zip(*points), marker="o", label=METHOD_LABELS.get(method, method), color=colors[method])
+    if teacher_top1 is not None:
+        ax.axhline(teacher_top1, color="black", linestyle="--", linewidth=1, label="teacher")
     ax.set_xlabel("epoch")
-    ax.set_ylabel(metric.replace("_", " ") + (" (%)" if "top1" in metric else ""))
+    label = metric.replace("_", " ") + (" (%)" if "top1" in metric else "")
+    images = sorted({h["test_images"] for hs in histories.values() for h in hs if h.get("test_images")})
+    if metric == "test_top1" and len(images) > 1:
+        label += f"\n(epochs before the last: {images[0]:,} images; last: {images[-1]:,})"
+    elif metric == "test_top1" and images:
+        label += f" on {images[0]:,} images"
+    ax.set_ylabel(label)
     ax.set_title(f"Training curves: {metric.replace('_', ' ')}")
     ax.legend()
     return fig
@@ -125,30 +138,6 @@ def projector_tradeoff(rows: Sequence[dict], baseline_top1: float | None = None,
     return fig
 
 
-def alpha_interpolation(alphas: Sequence[float], accuracies: dict[str, Sequence[float]] | Sequence[float],
-                        teacher_top1: float | None = None) -> Figure:
-    """Accuracy of the teacher head fed (1-α)·student + α·teacher pooled features, against α.
-
-    `accuracies` is one curve (a sequence) or several ({"SimKD student": [...], "SimKD untrained": [...]});
-    each curve gets its own panel (and y-range), with the teacher's accuracy as a dashed line.
-    """
-    curves = accuracies if isinstance(accuracies, dict) else {"SimKD student": accuracies}
-    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 3.6), squeeze=False)
-    colors = sns.color_palette("colorblind", len(curves) + 1)[1:]
-    markers = "osD^v"
-    for i, (ax, (name, values)) in enumerate(zip(axes[0], curves.items())):
-        ax.plot(alphas, values, marker=markers[i % len(markers)], color=colors[i], label=f"(1-α)·{name} + α·teacher")
-        if teacher_top1 is not None:
-            ax.axhline(teacher_top1, color="black", linestyle="--", linewidth=1, label="teacher (own features)")
-        ax.set_xlabel("α (share of the teacher's pooled features)")
-        ax.set_ylabel("test top-1 through the teacher head (%)")
-        ax.set_title(name)
-        ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle("Closing the feature gap closes the accuracy gap")
-    fig.tight_layout()
-    return fig
-
-
 def image_grid(rows: dict[str, "np.ndarray"], mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,),
                labels: Sequence[str] | None = None, max_images: int = 8, title: str = "Images") -> Figure:
     """One row of images per entry of `rows` ({"original": (N, C, H, W), "augmented": ...}), un-normalised."""
@@ -190,32 +179,6 @@ def per_class_similarity(similarities: dict[str, Sequence[float]], class_names: 
     ax.set_ylabel("mean cosine similarity")
     ax.set_title("Student vs. teacher pooled features, per class")
     ax.legend(fontsize=8, loc="lower right")
-    return fig
-
-
-def alignment_over_training(records: Sequence[dict]) -> Figure:
-    """Feature MSE (left axis, log) and agreement with the teacher's predictions (right axis) per epoch.
-
-    `records`: dicts with "epoch", "feature_mse" and "agreement" (and optionally "test_top1").
-    """
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    epochs = [r["epoch"] for r in records]
-    colors = sns.color_palette("colorblind", 3)
-    ax.plot(epochs, [r["feature_mse"] for r in records], marker="o", color=colors[0], label="feature MSE (test)")
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch (0 = before training)")
-    ax.set_ylabel("feature MSE (log scale)", color=colors[0])
-    right = ax.twinx()
-    right.plot(epochs, [r["agreement"] for r in records], marker="s", color=colors[1],
-               label="agreement with teacher (%)")
-    if all("test_top1" in r for r in records):
-        right.plot(epochs, [r["test_top1"] for r in records], marker="^", linestyle="--", color=colors[2],
-                   label="test top-1 (%)")
-    right.set_ylabel("percent of test images", color=colors[1])
-    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], loc="center right", fontsize=8)
-    ax.set_title("As the features align, the predictions agree")
-    fig.tight_layout()
     return fig
 
 

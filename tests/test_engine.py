@@ -170,3 +170,18 @@ def test_fast_and_plain_paths_agree_within_float_tolerance(tmp_path, digits):
         if value.is_floating_point():
             assert torch.allclose(value, fast_weights[key], rtol=1e-3, atol=1e-4), key
     assert fast_history["loss_simkd"] == pytest.approx(plain_history["loss_simkd"], rel=1e-3)
+
+
+def test_eval_subset_scores_a_fixed_prefix_then_the_full_test_set(tmp_path, digits, one_thread):
+    """Per-epoch curves on the first `eval_subset` test images; the last epoch on all of them."""
+    from simkd_lite.engine.trainer import materialize, predict, top1
+
+    torch.manual_seed(0)
+    distiller = create_distiller("vanilla", create_model("resnet8_w8", 10, 1))
+    config = replace(TINY, epochs=2, eval_every=1, eval_subset=50)
+    history = fit(distiller, digits.train, digits.test, config, tmp_path, log=None)
+    test_x, test_y = materialize(digits.test)
+    assert [h["test_images"] for h in history] == [50, len(test_y)]
+    assert history[-1]["test_top1"] == pytest.approx(top1(predict(distiller, test_x, torch.device("cpu")), test_y))
+    # epoch 1 scored 50 images: its accuracy is a whole number of them (a multiple of 2 %)
+    assert (history[0]["test_top1"] * 50 / 100) == pytest.approx(round(history[0]["test_top1"] * 50 / 100))

@@ -36,3 +36,22 @@ def test_compare_trains_once_then_reuses(tmp_path, digits_teacher, one_thread):
     again = train_student("simkd", data, teacher)
     assert again.out == runs["simkd"].out and again.top1 == runs["simkd"].top1
     assert len(again.history) == 2
+
+
+def test_teacher_outputs_are_computed_once_and_reused_from_disk(tmp_path, digits_teacher, one_thread, monkeypatch):
+    import torch
+
+    from simkd_lite.experiments import teacher_cache
+
+    exp = Experiment.resolve("digits", epochs=1, runs=tmp_path)
+    teacher = get_teacher(exp, digits_teacher)
+    first = prepare_data(exp, teacher)
+    saved = list((tmp_path / "teacher_outputs").glob("*.pt"))
+    assert len(saved) == 1
+    calls = []
+    monkeypatch.setattr(teacher_cache, "cache_teacher_outputs", lambda *a, **k: calls.append(a))
+    again = prepare_data(exp, teacher)  # same teacher file, images and device: loaded, the teacher never runs
+    assert calls == [] and torch.equal(again.teacher_cache.features, first.teacher_cache.features)
+    assert torch.equal(again.teacher_cache.logits, first.teacher_cache.logits)
+    identity = {"dataset": "digits", "subset": None, "seed": 1, "images": len(first.train_x), "device": "cpu"}
+    assert teacher_cache.cache_path(tmp_path, teacher, identity) != saved[0]  # another seed: another key

@@ -59,17 +59,6 @@ def test_projector_tradeoff_points_and_reference_lines():
     assert {t.get_text() for t in ax.texts} == {"no projector", "SimKD bottleneck"}
 
 
-def test_alpha_interpolation_one_or_several_curves():
-    alphas = np.linspace(0, 1, 5)
-    fig = viz.alpha_interpolation(alphas, [80, 85, 90, 94, 97], teacher_top1=97.0)
-    ax = fig.axes[0]
-    assert len(ax.get_lines()) == 2 and labelled(ax)
-    np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), alphas)
-    fig = viz.alpha_interpolation(alphas, {"trained": [1, 2, 3, 4, 5], "untrained": [0, 1, 2, 3, 5]}, 5.0)
-    assert [ax.get_title() for ax in fig.axes] == ["trained", "untrained"]
-    assert all(len(ax.get_lines()) == 2 and len(ax.get_legend().get_texts()) == 2 for ax in fig.axes)
-
-
 def test_per_class_similarity_grouped_bars():
     sims = {"trained": np.array([0.9, 0.8, 0.95]), "untrained": np.array([0.3, 0.2, 0.4])}
     fig = viz.per_class_similarity(sims, ["a", "b", "c"])
@@ -77,15 +66,6 @@ def test_per_class_similarity_grouped_bars():
     assert len(ax.patches) == 6 and labelled(ax)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
     assert ax.get_ylim()[1] == 1.0
-
-
-def test_alignment_over_training_twin_axes():
-    records = [{"epoch": e, "feature_mse": 1.0 / (e + 1), "agreement": 10 * e, "test_top1": 9 * e} for e in range(4)]
-    fig = viz.alignment_over_training(records)
-    left, right = fig.axes
-    assert left.get_yscale() == "log" and len(left.get_lines()) == 1 and len(right.get_lines()) == 2
-    assert len(left.get_legend().get_texts()) == 3
-    assert left.get_xlabel().startswith("epoch")
 
 
 def test_confusion_matrices_one_heatmap_per_model():

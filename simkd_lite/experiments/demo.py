@@ -118,7 +118,8 @@ FEATURE_METHODS = ("vanilla", "simkd")
 
 def _write_figures(out: Path, results: dict, histories: dict, teacher_net, distillers: dict, data) -> None:
     viz.accuracy_bars(results).savefig(out / "accuracy.png", dpi=120, bbox_inches="tight")
-    viz.training_curves(histories, "train_top1").savefig(out / "curves.png", dpi=120, bbox_inches="tight")
+    viz.training_curves(histories, "test_top1", teacher_top1=results["teacher"]["top1"]).savefig(
+        out / "curves.png", dpi=120, bbox_inches="tight")
     x, y = data.test_x[:1000].cpu(), data.test_y[:1000].numpy()
     embeddings = {f"teacher ({teacher_net.model_name})": analysis.pooled_features(teacher_net.cpu(), x)}
     for method in FEATURE_METHODS:  # each method says which pooled features its classifier reads

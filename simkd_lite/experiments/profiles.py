@@ -91,9 +91,14 @@ def _paper(dataset: str, teacher: str = "resnet32x4", student: str = "resnet8x4"
 _QUICK_FASHION = Profile(
     "quick", "fashion_mnist", teacher_model="resnet14", student_model="resnet8",
     teacher=TrainConfig(epochs=7, batch_size=128, lr=0.1, nesterov=True, schedule="onecycle", augment=True),
-    student=TrainConfig(epochs=8, batch_size=128, optimizer="adam", lr=5e-3, weight_decay=1e-4, schedule="onecycle",
-                        augment=False, cache_teacher=True, eval_every=1),
-    train_subset=10_000,
+    # 20,000 images x 5 epochs at lr 1e-2, measured on one CPU thread against the former 10,000 x 8 at 5e-3
+    # (seed 0): SimKD 91.79% vs 90.60%, vanilla 89.94% vs 88.49%, for ~1.3x the demo's compute (students +
+    # teacher cache). More images helped more than more epochs (10,000 x 11 at 5e-3: SimKD 91.20%), and the
+    # higher lr helped both (20,000 x 5 at 5e-3: SimKD 91.42%, vanilla 89.00%). After every epoch the first
+    # 2,000 test images are scored for the curves (~3% of an epoch at batch 256); the last epoch scores all.
+    student=TrainConfig(epochs=5, batch_size=128, optimizer="adam", lr=1e-2, weight_decay=1e-4, schedule="onecycle",
+                        augment=False, cache_teacher=True, eval_every=1, eval_subset=2000, eval_batch_size=256),
+    train_subset=20_000,
 )
 
 _QUICK_DIGITS = Profile(

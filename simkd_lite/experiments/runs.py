@@ -27,11 +27,12 @@ from torch import Tensor, nn
 import inspect
 
 from simkd_lite.data import DatasetBundle, load_dataset
-from simkd_lite.distillers import FrozenTeacher, TeacherOutputs, get_distiller_class
+from simkd_lite.distillers import TeacherOutputs, get_distiller_class
 from simkd_lite.experiments import jobs
 from simkd_lite.experiments.jobs import check_compatible, distill_student, load_teacher
 from simkd_lite.experiments.profiles import get_profile
-from simkd_lite.training.loop import TrainConfig, cache_teacher_outputs, materialize, predict, top1
+from simkd_lite.experiments.teacher_cache import cache_path, teacher_outputs
+from simkd_lite.training.loop import TrainConfig, materialize, predict, top1
 from simkd_lite.training.runtime import select_device
 
 Log = Callable[[str], None] | None
@@ -209,7 +210,10 @@ def prepare_data(exp: Experiment, teacher: nn.Module | None = None) -> PreparedD
     if not config.augment:
         data.train_x, data.train_y = materialize(bundle.train)
         if teacher is not None and config.cache_teacher:
-            data.teacher_cache = cache_teacher_outputs(FrozenTeacher(teacher.to(device)), data.train_x, device)
+            where = cache_path(exp.runs_root, teacher, {"dataset": exp.dataset, "subset": exp.train_subset,
+                                                        "seed": exp.seed, "images": len(data.train_x),
+                                                        "device": device.type})
+            data.teacher_cache = teacher_outputs(teacher, data.train_x, device, where)
     return data
 
 

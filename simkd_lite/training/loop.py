@@ -73,6 +73,9 @@ class TrainConfig:
     device: str | None = None
     eval_batch_size: int = 128  # on CPU, batches of 128 scored 2x faster than 1000 (cache-friendly)
     eval_every: int = 1  # test every k epochs (and always after the last one); 0: only after the last
+    # Score only the first `eval_subset` test images at the intermediate evaluations (cheap per-epoch
+    # curves); the last epoch is always scored on the full test set. None: the full set every time.
+    eval_subset: int | None = None
     num_workers: int = 0
     tensorboard: bool = False  # also log every epoch to OUT/tensorboard (optional `tensorboard` package)
     # Speed-ups, each switchable. All but `amp` change results only within float tolerance
@@ -383,13 +386,16 @@ def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tr
 
         last_epoch = epoch + 1 == config.epochs
         evaluate_now = last_epoch or (config.eval_every > 0 and (epoch + 1) % config.eval_every == 0)
-        test_acc = top1(predict(distiller, test_x, device, config.eval_batch_size), test_y) if evaluate_now else None
+        scored = len(test_y) if last_epoch or not config.eval_subset else min(config.eval_subset, len(test_y))
+        test_acc = top1(predict(distiller, test_x[:scored], device, config.eval_batch_size),
+                        test_y[:scored]) if evaluate_now else None
         compiled = getattr(distiller.teacher.model, "compile_seconds", None) if distiller.teacher else None
         if compiled is not None and epoch == start_epoch:
             say(f"teacher compiled in {compiled:.1f}s (one-off cost, included in epoch {epoch + 1})")
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                   **{f"loss_{k}": v / seen for k, v in sums.items()},
                   "train_top1": 100.0 * correct / seen, "test_top1": test_acc,
+                  "test_images": scored if evaluate_now else 0,
                   "seconds": time.perf_counter() - started}
         history.append(record)
         improved = test_acc is not None and (best_epoch is None or test_acc > best_acc)
@@ -411,7 +417,7 @@ def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tr
         ddp.barrier()
         losses_text = " ".join(f"{k[5:]} {v:.4f}" for k, v in record.items() if k.startswith("loss_"))
         say(f"[{label}] epoch {epoch + 1}/{config.epochs}  {losses_text}  train {record['train_top1']:.2f}%  "
-            + (f"test {test_acc:.2f}%  " if test_acc is not None else "") + f"{record['seconds']:.1f}s")
+            + (f"test {test_acc:.2f}% ({scored} images)  " if test_acc is not None else "") + f"{record['seconds']:.1f}s")
     if board is not None:
         board.close()
     if ddp.is_distributed():

@@ -1,0 +1,54 @@
+"""The frozen teacher's outputs on the fixed training images, computed once and kept on disk.
+
+Without augmentation the training images never change, so neither do the teacher's last feature maps
+and logits on them. `prepare_data` computes them once per process; this module also keeps them in
+`RUNS/teacher_outputs/<key>.pt`, so every later notebook (or demo) that prepares the same images with the
+same teacher file on the same kind of device loads them instead of running the teacher again.
+
+The key covers everything the outputs depend on: the teacher file's bytes (sha256), the data set, the
+training subset and its seed, the number of images and the device type. (The CPU thread count changes
+the last bits of the outputs, not their meaning; it is not part of the key.)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from simkd_lite.checkpoints import atomic_save, read_checkpoint
+from simkd_lite.distillers import FrozenTeacher, TeacherOutputs
+from simkd_lite.engine.trainer import cache_teacher_outputs
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_path(root: Path, teacher: nn.Module, identity: dict) -> Path | None:
+    """`root/teacher_outputs/<key>.pt`, or None when the teacher has no file to identify it by."""
+    source = getattr(teacher, "source", None)
+    if not source or not Path(source).is_file():
+        return None
+    key = json.dumps({"teacher_sha256": _file_digest(Path(source)), **identity}, sort_keys=True, default=str)
+    name = f"{getattr(teacher, 'model_name', 'teacher')}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
+    return Path(root) / "teacher_outputs" / name
+
+
+def teacher_outputs(teacher: nn.Module, images: Tensor, device: torch.device, path: Path | None) -> TeacherOutputs:
+    """Load the outputs from `path` when it exists, else compute them (one teacher pass) and save them there."""
+    if path is not None and path.exists():
+        saved = read_checkpoint(path)
+        if saved["features"].shape[0] == len(images):
+            return TeacherOutputs(saved["features"], saved["logits"])
+    outputs = cache_teacher_outputs(FrozenTeacher(teacher.to(device)), images, device)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save({"features": outputs.features, "logits": outputs.logits}, path)
+    return outputs

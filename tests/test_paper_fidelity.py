@@ -371,5 +371,5 @@ def test_paper_code_path_on_the_cifar_fixture_teacher_and_simkd_student(tmp_path
     assert reported > 50.0
     for path, expected in ((teacher_out / "best.pt", teacher["best_acc"]), (student_out / "last.pt", reported),
                            (student_out / "student.pt", reported)):
-        result = json.loads(run_cli("eval", str(path), *common[:6]).stdout)
+        result = json.loads(run_cli("eval", str(path), *common[2:6]).stdout)  # --dataset, --data-root
         assert result["top1"] == pytest.approx(expected, abs=1e-9), path

@@ -189,6 +189,21 @@ def test_tensorboard_is_optional_and_says_how_to_get_it(tmp_path, monkeypatch):
         TensorBoardLog(tmp_path)
 
 
+def test_tensorboard_logs_every_epoch_once_across_a_resume(digits, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = replace(TINY, epochs=2, tensorboard=True, schedule="multistep")  # onecycle fixes its length
+    torch.manual_seed(0)
+    fit(create_distiller("vanilla", create_model("resnet8_w8", 10, 1)), digits.train, digits.test, config,
+        tmp_path, log=None)
+    torch.manual_seed(0)
+    fit(create_distiller("vanilla", create_model("resnet8_w8", 10, 1)), digits.train, digits.test,
+        replace(config, epochs=3), tmp_path, resume=True, log=None)
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    assert [e.step for e in events.Scalars("test_top1")] == [1, 2, 3]
+
+
 def test_metrics_csv_is_rewritten_whole(tmp_path):
     path = tmp_path / "metrics.csv"
     write_metrics_csv([{"epoch": 1, "lr": 0.1, "loss_ce": 2.0, "train_top1": 10.0, "test_top1": None,

@@ -15,7 +15,7 @@ from simkd_lite import create_distiller, create_model
 from simkd_lite.checkpoints import atomic_save, read_checkpoint
 from simkd_lite.cli import _config, build_parser
 from simkd_lite.data import load_dataset
-from simkd_lite.distillers import FrozenTeacher, SimKD, SimKDStudent
+from simkd_lite.distillers import FrozenTeacher, SimKD
 from simkd_lite.distillers.fitnet import ConvReg
 from simkd_lite.distillers.losses import cross_entropy, feature_l2_loss, kd_loss
 from simkd_lite.experiments.jobs import evaluate_checkpoint, load_teacher
@@ -187,6 +187,21 @@ def test_tensorboard_is_optional_and_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_tensorboard)
     with pytest.raises(ValueError, match=r"pip install 'simkd_lite\[tensorboard\]'"):
         TensorBoardLog(tmp_path)
+
+
+def test_tensorboard_logs_every_epoch_once_across_a_resume(digits, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = replace(TINY, epochs=2, tensorboard=True, schedule="multistep")  # onecycle fixes its length
+    torch.manual_seed(0)
+    fit(create_distiller("vanilla", create_model("resnet8_w8", 10, 1)), digits.train, digits.test, config,
+        tmp_path, log=None)
+    torch.manual_seed(0)
+    fit(create_distiller("vanilla", create_model("resnet8_w8", 10, 1)), digits.train, digits.test,
+        replace(config, epochs=3), tmp_path, resume=True, log=None)
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    assert [e.step for e in events.Scalars("test_top1")] == [1, 2, 3]
 
 
 def test_metrics_csv_is_rewritten_whole(tmp_path):
@@ -371,5 +386,30 @@ def test_paper_code_path_on_the_cifar_fixture_teacher_and_simkd_student(tmp_path
     assert reported > 50.0
     for path, expected in ((teacher_out / "best.pt", teacher["best_acc"]), (student_out / "last.pt", reported),
                            (student_out / "student.pt", reported)):
-        result = json.loads(run_cli("eval", str(path), *common[2:6]).stdout)
+        result = json.loads(run_cli("eval", str(path), *common[2:6]).stdout)  # --dataset, --data-root
         assert result["top1"] == pytest.approx(expected, abs=1e-9), path
+
+
+def test_demo_train_teacher_distils_from_best_pt(tmp_path, monkeypatch):
+    """`demo --train-teacher` hands the students OUT/teacher/best.pt, as the official scripts use *_best.pth."""
+    from simkd_lite.engine import demo
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_train_teacher(dataset, model, config, out, **kwargs):
+        seen["teacher_lr"] = config.lr
+        return {"top1": 90.0, "best_top1": 95.0, "best_epoch": 3}
+
+    def fake_load_teacher(teacher, dataset, teacher_model=None, log=print, *, trust=False):
+        seen["teacher"] = teacher
+        raise Stop
+
+    monkeypatch.setattr(demo, "train_teacher", fake_train_teacher)
+    monkeypatch.setattr(demo, "load_teacher", fake_load_teacher)
+    with pytest.raises(Stop):
+        demo.run_demo("digits", "quick", tmp_path, train_new_teacher=True, log=lambda m: None, figures=False)
+    assert seen["teacher"] == tmp_path / "teacher" / "best.pt"
+    assert seen["teacher_lr"] == get_profile("quick", "digits").teacher.lr

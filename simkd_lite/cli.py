@@ -1,6 +1,6 @@
 """`simkd-lite` (also `python -m simkd_lite`): the command-line face of the package.
 
-Each subcommand parses its flags, resolves a profile, calls one job from `simkd_lite.engine` and
+Each subcommand parses its flags, resolves a profile, calls the experiment API (`simkd_lite.experiments`) and
 prints what it did. Bad input (or a full disk, a read-only folder...) ends with a one-line error, not a
 traceback; an unexpected error (a bug) keeps its traceback.
 """

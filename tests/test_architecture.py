@@ -29,8 +29,8 @@ def all_modules() -> dict[str, Path]:
     return {module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
-def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The simkd_lite modules that `name` imports anywhere in its file."""
+def imports_of(name: str, path: Path, modules: dict[str, Path], missing: list | None = None) -> set[str]:
+    """The simkd_lite modules that `name` imports anywhere in its file (unresolvable ones go to `missing`)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -44,6 +44,9 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
                 found.add(sub if sub in modules else base)
+    if missing is not None:
+        missing.extend(f"{name} imports {m}" for m in sorted(found)
+                       if m.split(".")[0] == "simkd_lite" and m not in modules)
     return {m for m in found if m in modules and m != name}
 
 
@@ -62,6 +65,17 @@ def layer_of(module: str) -> int | None:
 def test_every_module_has_a_layer():
     unplaced = [m for m in all_modules() if m != "simkd_lite" and layer_of(m) is None]
     assert not unplaced, f"modules outside the README's layers (add them to the layout): {unplaced}"
+
+
+def test_every_import_of_the_package_resolves():
+    """A module that moved leaves no import of its old name behind (here, in the tests or the benchmarks)."""
+    modules, missing = all_modules(), []
+    for name, path in modules.items():
+        imports_of(name, path, modules, missing)
+    root = PACKAGE.parent
+    for path in [*root.glob("tests/*.py"), *root.glob("benchmarks/*.py"), *root.glob("scripts/*.py")]:
+        imports_of(f"simkd_lite_outside.{path.stem}", path, modules, missing)
+    assert not missing, "imports of modules that do not exist:\n" + "\n".join(missing)
 
 
 def test_imports_only_point_down():

@@ -174,7 +174,7 @@ def test_fast_and_plain_paths_agree_within_float_tolerance(tmp_path, digits):
 
 def test_eval_subset_scores_a_fixed_prefix_then_the_full_test_set(tmp_path, digits, one_thread):
     """Per-epoch curves on the first `eval_subset` test images; the last epoch on all of them."""
-    from simkd_lite.engine.trainer import materialize, predict, top1
+    from simkd_lite.training.loop import materialize, predict, top1
 
     torch.manual_seed(0)
     distiller = create_distiller("vanilla", create_model("resnet8_w8", 10, 1))

@@ -392,7 +392,7 @@ def test_paper_code_path_on_the_cifar_fixture_teacher_and_simkd_student(tmp_path
 
 def test_demo_train_teacher_distils_from_best_pt(tmp_path, monkeypatch):
     """`demo --train-teacher` hands the students OUT/teacher/best.pt, as the official scripts use *_best.pth."""
-    from simkd_lite.engine import demo
+    from simkd_lite.experiments import demo
 
     seen = {}
 

@@ -36,7 +36,8 @@ def spread(values: list[float]) -> dict:
 def run_seed(seed: int, dataset: str, run_dir: Path, threads: int | None) -> dict:
     """One `simkd-lite demo` process; returns its row of the table."""
     command = [sys.executable, "-m", "simkd_lite", "demo", "--dataset", dataset, "--seed", str(seed),
-               "--out", str(run_dir), "--quiet"] + (["--threads", str(threads)] if threads else [])
+               "--out", str(run_dir), "--quiet", "--overwrite"] + (["--threads", str(threads)] if threads else [])
+    # --overwrite: a timed run never reuses the runs an earlier measurement left in run_dir
     started = time.perf_counter()
     subprocess.run(command, check=True)
     wall = time.perf_counter() - started

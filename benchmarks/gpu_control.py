@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import torch  # noqa: E402
 
 from test_graphed import MEAN, PAPER, STD, _uint8_data, simkd_pair, train_eager, train_shared, weights  # noqa: E402
-from simkd_lite.engine.fast import DeviceTensorBatches, GpuAugment  # noqa: E402
+from simkd_lite.training.device_data import DeviceTensorBatches
+from simkd_lite.training.device_data import GpuAugment  # noqa: E402
 
 
 def worst(a, b):

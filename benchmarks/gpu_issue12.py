@@ -33,10 +33,10 @@ import torch.nn.functional as F  # noqa: E402
 from simkd_lite import cli  # noqa: E402
 from simkd_lite.data import load_dataset, write_cifar_fixture  # noqa: E402
 from simkd_lite.distillers import SimKD  # noqa: E402
-from simkd_lite.engine.bench import machine_info  # noqa: E402
-from simkd_lite.engine.jobs import distill_student  # noqa: E402
-from simkd_lite.engine.profiles import PAPER_METHOD_OPTIONS, get_profile  # noqa: E402
-from simkd_lite.engine.together import distill_together  # noqa: E402
+from simkd_lite.experiments.bench import machine_info  # noqa: E402
+from simkd_lite.experiments.jobs import distill_student  # noqa: E402
+from simkd_lite.experiments.profiles import PAPER_METHOD_OPTIONS, get_profile  # noqa: E402
+from simkd_lite.experiments.jobs import distill_together  # noqa: E402
 from simkd_lite.models import create_model  # noqa: E402
 
 METHODS = ("vanilla", "kd", "fitnet", "simkd")
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     report["bench"] = json.loads(bench_json.read_text())
     report["bench_seconds"] = round(time.perf_counter() - started, 1)
     # bf16 + graph, a smoke check only (the measurements are fp32)
-    from simkd_lite.engine.bench_graphed import run_graph_bench
+    from simkd_lite.experiments.bench_graphed import run_graph_bench
 
     report["graph_amp_smoke"] = run_graph_bench("resnet8" if args.tiny else "resnet32x4",
                                                 "resnet8_w8" if args.tiny else "resnet8x4", steps=3, together=False,

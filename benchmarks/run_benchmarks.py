@@ -4,7 +4,7 @@
     python benchmarks/run_benchmarks.py --threads 1        # CPU: one thread is steadier on a shared machine
     python benchmarks/run_benchmarks.py --tiny --out /tmp/b   # seconds: a smoke test of this script
 
-Every row calls `simkd_lite.engine.bench.run_bench` with its own baseline measured in the same call,
+Every row calls `simkd_lite.experiments.bench.run_bench` with its own baseline measured in the same call,
 so each ratio compares numbers taken minutes apart on the same machine. Nothing in the README is typed
 in by hand: rerun this script to update it.
 """
@@ -23,7 +23,7 @@ sys.path.insert(0, str(HERE.parent))  # the checkout's simkd_lite, also without 
 
 import torch  # noqa: E402
 
-from simkd_lite.engine.bench import machine_info, run_bench  # noqa: E402
+from simkd_lite.experiments.bench import machine_info, run_bench  # noqa: E402
 
 TARGETS = {"train_speedup": 1.3, "infer_speedup": 5.0}
 

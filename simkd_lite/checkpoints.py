@@ -3,13 +3,23 @@
 - Official teacher checkpoints are `{'model': state_dict, 'epoch': ..., 'best_acc': ..., ...}`;
   a bare state_dict (and DDP's `module.` prefix) is accepted too.
 - Every file we write goes to a temporary file first and is renamed into place, so a crash
-  or a SIGKILL mid-save leaves the previous checkpoint intact.
+  or a SIGKILL mid-save leaves the previous checkpoint intact. A failed write (full disk,
+  read-only folder) removes its temporary file and says so in one line (`SimKDLiteError`).
 - A checkpoint that does not fit a model raises `CheckpointMismatchError` naming the keys that
   differ and, where one fits, the zoo model that would load it.
+- Files are read with `torch.load(weights_only=True)`, which unpickles only tensors, containers and
+  numbers, plus an explicit allow-list (`SAFE_GLOBALS`) for what official RepDistiller/SimKD files
+  carry: the training options as an `argparse.Namespace` holding numpy scalars. Anything else is
+  refused with a message naming `trust=True` (CLI: `--trust-checkpoint`), the one switch that
+  unpickles arbitrary objects, and only for files from a source you trust.
 """
 from __future__ import annotations
 
+import argparse
+import io
 import os
+import pickle
+import warnings
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,6 +27,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from simkd_lite.errors import SimKDLiteError, writing
 from simkd_lite.models import create_model, list_models
 
 StateDict = Mapping[str, Tensor]
@@ -28,21 +39,38 @@ class CheckpointMismatchError(ValueError):
 
 # ---------------------------------------------------------------------------------- writing
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """torch.save to `path` via a temp file + fsync + rename: readers never see half a file."""
+    """torch.save to `path` via a temp file + fsync + rename: readers never see half a file.
+
+    The object is serialised in memory first, so a full disk surfaces as a plain OSError
+    (mapped to "no space left on device while writing PATH") instead of torch's zip-writer error.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write_bytes(buffer.getbuffer(), path)
+
+
+def atomic_write_bytes(data: bytes | memoryview, path: str | os.PathLike) -> Path:
+    """Write `data` to `path` atomically (temp file in the same folder, fsync, rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)  # atomic on POSIX and Windows
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+            os.replace(tmp, path)  # atomic on POSIX and Windows
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return path
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
+    """`Path.write_text`, atomically (see `atomic_write_bytes`)."""
+    return atomic_write_bytes(text.encode("utf-8"), path)
 
 
 def _umask() -> int:
@@ -64,15 +92,84 @@ def save_teacher(path: str | os.PathLike, model: nn.Module, *, model_name: str, 
 
 
 # ---------------------------------------------------------------------------------- reading
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint file onto the CPU with a clear error for a missing or broken file."""
+def _safe_globals() -> list:
+    """What official checkpoints hold besides tensors: `opt` (argparse.Namespace) with numpy scalars.
+
+    numpy pickles a scalar as `numpy._core.multiarray.scalar(dtype, bytes)` (`numpy.core...` when
+    written by numpy 1.x) and a dtype as `numpy.dtype(...)` with its per-type class; none of these
+    runs code on load. Arbitrary classes, functions and numpy arrays stay refused.
+    """
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    scalar = core.multiarray.scalar
+    dtype_classes = {type(np.dtype(code)) for code in np.typecodes["All"] if code not in "Mm"}
+    allowed = [argparse.Namespace, np.dtype, scalar, *sorted(dtype_classes, key=str)]
+    # The same functions under the other numpy major version's module path.
+    allowed += [(scalar, f"numpy.{name}.multiarray.scalar") for name in ("core", "_core")
+                if f"numpy.{name}.multiarray" != scalar.__module__]
+    return allowed
+
+
+TRUST_HINT = "--trust-checkpoint"  # the CLI flag; in Python: trust=True
+
+
+def read_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> dict:
+    """Load a checkpoint file onto the CPU safely, with clear errors for missing, broken or unsafe files.
+
+    Safe by default: `weights_only=True` plus `SAFE_GLOBALS` (see the module docstring). With
+    `trust=True` a file that needs more is unpickled fully (`weights_only=False`, which can run code
+    from the file), with a warning; never silently.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise SimKDLiteError(f"{path} is a folder, not a checkpoint file.")
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint at {path}.")
+    if path.stat().st_size == 0:
+        raise SimKDLiteError(f"{path} is empty (0 bytes), not a PyTorch checkpoint.")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with writing(path, "reading"), _allow(_safe_globals()):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except SimKDLiteError:
+        raise
+    except pickle.UnpicklingError as err:
+        if "GLOBAL" not in str(err):  # not a refused class or function: a broken or foreign file
+            raise SimKDLiteError(f"{path} is not a readable PyTorch checkpoint: {_first_line(err)}") from err
+        blocked = _first_line(err)  # a well-formed file holding objects beyond the allow-list
+        if not trust:
+            raise SimKDLiteError(f"{path} holds Python objects that a safe load refuses ({blocked}). If you trust "
+                                 f"where this file comes from, pass {TRUST_HINT} to unpickle it fully.") from None
+        warnings.warn(f"unpickling {path} fully (trusted by the caller): {blocked}", stacklevel=2)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # corrupted, truncated or not a torch file
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint: {err}") from err
+        cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SimKDLiteError(f"{path} is not a readable PyTorch checkpoint (truncated, or not written by "
+                             f"torch.save): {cause}") from err
+    if not isinstance(checkpoint, Mapping):
+        raise SimKDLiteError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint: expected a dict "
+                             "such as {'model': state_dict, ...} or a bare state_dict.")
+    return checkpoint
+
+
+def _allow(globals_: list):
+    """torch.serialization.safe_globals (torch >= 2.5), or nothing on older torch."""
+    import contextlib
+
+    context = getattr(torch.serialization, "safe_globals", None)
+    return context(globals_) if context is not None else contextlib.nullcontext()
+
+
+def _first_line(err: Exception) -> str:
+    # torch's message is several paragraphs; name just the global it refused, when it says which.
+    import re
+
+    found = re.search(r"GLOBAL ([\w.]+)", str(err))
+    if found:
+        return f"it needs {found.group(1)}"
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    specific = [line for line in lines if line.startswith("Unsupported")]
+    return (specific or lines or [type(err).__name__])[0][:200]
 
 
 def extract_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -167,7 +264,7 @@ def load_weights(model: nn.Module, state_dict: StateDict, model_name: str | None
 
 
 def load_model(path_or_checkpoint: str | os.PathLike | Mapping[str, Any], model_name: str | None = None,
-               ) -> tuple[nn.Module, dict[str, Any]]:
+               *, trust: bool = False) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a zoo model from a checkpoint (ours, official, or a bare state_dict).
 
     The architecture comes from `model_name`, else the checkpoint's `model_name`, else the
@@ -175,7 +272,7 @@ def load_model(path_or_checkpoint: str | os.PathLike | Mapping[str, Any], model_
     Returns (model in eval mode, the checkpoint's other entries).
     """
     is_path = not isinstance(path_or_checkpoint, Mapping)
-    checkpoint = read_checkpoint(path_or_checkpoint) if is_path else dict(path_or_checkpoint)
+    checkpoint = read_checkpoint(path_or_checkpoint, trust=trust) if is_path else dict(path_or_checkpoint)
     state_dict = extract_state_dict(checkpoint)
     name = model_name or checkpoint.get("model_name") or (model_name_from_path(path_or_checkpoint) if is_path else None)
     if name is None:

@@ -35,5 +35,5 @@ def one_thread():
 def digits_teacher(tmp_path_factory) -> Path:
     """A small digits teacher trained once per test session by our own CLI (a few seconds)."""
     out = tmp_path_factory.mktemp("digits_teacher")
-    run_cli("train-teacher", "--dataset", "digits", "--epochs", "6", "--out", str(out), "--quiet")
+    run_cli("train-teacher", "--dataset", "digits", "--epochs", "6", "--out", str(out), "--quiet", "--threads", "1")
     return out / "last.pt"

@@ -16,7 +16,7 @@ LAYERS = [
     ("looking", ["simkd_lite.viz", "simkd_lite.widgets", "simkd_lite.analysis", "simkd_lite.assignment"]),
     ("methods", ["simkd_lite.distillers"]),
     ("files", ["simkd_lite.checkpoints"]),
-    ("foundations", ["simkd_lite.models", "simkd_lite.data"]),
+    ("foundations", ["simkd_lite.models", "simkd_lite.data", "simkd_lite.errors"]),
 ]
 
 
@@ -29,8 +29,8 @@ def all_modules() -> dict[str, Path]:
     return {module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
-def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The simkd_lite modules that `name` imports anywhere in its file."""
+def imports_of(name: str, path: Path, modules: dict[str, Path], missing: list | None = None) -> set[str]:
+    """The simkd_lite modules that `name` imports anywhere in its file (unresolvable ones go to `missing`)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -44,6 +44,9 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
                 found.add(sub if sub in modules else base)
+    if missing is not None:
+        missing.extend(f"{name} imports {m}" for m in sorted(found)
+                       if m.split(".")[0] == "simkd_lite" and m not in modules)
     return {m for m in found if m in modules and m != name}
 
 
@@ -62,6 +65,17 @@ def layer_of(module: str) -> int | None:
 def test_every_module_has_a_layer():
     unplaced = [m for m in all_modules() if m != "simkd_lite" and layer_of(m) is None]
     assert not unplaced, f"modules outside the README's layers (add them to the layout): {unplaced}"
+
+
+def test_every_import_of_the_package_resolves():
+    """A module that moved leaves no import of its old name behind (here, in the tests or the benchmarks)."""
+    modules, missing = all_modules(), []
+    for name, path in modules.items():
+        imports_of(name, path, modules, missing)
+    root = PACKAGE.parent
+    for path in [*root.glob("tests/*.py"), *root.glob("benchmarks/*.py"), *root.glob("scripts/*.py")]:
+        imports_of(f"simkd_lite_outside.{path.stem}", path, modules, missing)
+    assert not missing, "imports of modules that do not exist:\n" + "\n".join(missing)
 
 
 def test_imports_only_point_down():
@@ -90,10 +104,10 @@ def test_no_import_cycles():
 
 
 def test_the_checker_sees_function_level_and_relative_imports(tmp_path):
-    source = "from .registry import create_model\n\ndef f():\n    from simkd_lite.engine import trainer\n"
+    source = "from .registry import create_model\n\ndef f():\n    from simkd_lite.training import loop\n"
     path = PACKAGE / "models" / "_probe.py"
-    modules = {**all_modules(), "simkd_lite.models._probe": path, "simkd_lite.engine.trainer": path}
+    modules = {**all_modules(), "simkd_lite.models._probe": path, "simkd_lite.training.loop": path}
     tree_path = tmp_path / "_probe.py"
     tree_path.write_text(source)
     found = imports_of("simkd_lite.models._probe", tree_path, modules)
-    assert {"simkd_lite.models.registry", "simkd_lite.engine.trainer"} <= found
+    assert {"simkd_lite.models.registry", "simkd_lite.training.loop"} <= found

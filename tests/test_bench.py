@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from simkd_lite.engine.bench import run_bench
-from simkd_lite.engine.fast import compile_available
+from simkd_lite.experiments.bench import run_bench
+from simkd_lite.training.teacher_prep import compile_available
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(batch_size=8, steps=2, warmup=1, image_size=16, num_classes=10)
@@ -66,7 +66,7 @@ def test_run_benchmarks_script_tiny(tmp_path):
 
 
 def test_graph_bench_reports_simkd_alone_and_the_four_student_row():
-    from simkd_lite.engine.bench_graphed import graph_table, run_graph_bench
+    from simkd_lite.experiments.bench_graphed import graph_table, run_graph_bench
 
     result = run_graph_bench("resnet8", "resnet8_w8", batch_size=8, steps=1, image_size=16, num_classes=10)
     assert result["graphed"] is False  # CPU: the same step, eagerly

@@ -49,14 +49,16 @@ def test_train_teacher_distill_and_eval_on_digits(tmp_path, digits_teacher):
 
 def test_demo_writes_the_results_schema_and_figures(tmp_path, digits_teacher):
     run_cli("demo", "--dataset", "digits", "--teacher", str(digits_teacher), "--epochs", "2", "--out", str(tmp_path),
-            "--quiet")
+            "--quiet", "--threads", "1")
     results = json.loads((tmp_path / "results.json").read_text())
     assert {"dataset", "profile", "teacher", "students", "seconds"} <= set(results)
     assert {"model", "top1", "params"} <= set(results["teacher"])
     assert [s["method"] for s in results["students"]] == ["vanilla", "kd", "fitnet", "simkd"]
     for student in results["students"]:
-        assert {"method", "model", "top1", "params", "seconds"} <= set(student)
-        assert 0.0 <= student["top1"] <= 100.0
+        assert {"method", "model", "top1", "best_top1", "best_epoch", "params", "seconds"} <= set(student)
+        assert 0.0 <= student["top1"] <= student["best_top1"] <= 100.0 and 1 <= student["best_epoch"] <= 2
+        assert (tmp_path / student["method"] / "metrics.csv").exists()
+    assert "optimistic" in results["note"] and results["method_options"]["fitnet"]["hint_layer"] == 1
     simkd = results["students"][-1]
     assert simkd["extra_params"] > 0 and simkd["params"] == results["students"][0]["params"] + simkd["extra_params"]
     for figure in ("accuracy.png", "curves.png", "features.png"):

@@ -13,8 +13,8 @@ from conftest import run_cli
 from simkd_lite.checkpoints import read_checkpoint
 from simkd_lite.data import load_dataset
 from simkd_lite.distillers import Distiller, create_distiller
-from simkd_lite.engine.profiles import get_profile, profile_table
-from simkd_lite.engine.trainer import TrainConfig, TrainingDivergedError, fit
+from simkd_lite.experiments.profiles import get_profile, profile_table
+from simkd_lite.training.loop import TrainConfig, TrainingDivergedError, fit
 from simkd_lite.models import create_model
 
 TINY = TrainConfig(epochs=3, batch_size=64, lr=0.05, schedule="onecycle", augment=False, cache_teacher=True)
@@ -80,7 +80,7 @@ def _weights(path):
 
 def test_sigkill_then_resume_ends_bitwise_equal_to_an_uninterrupted_run(tmp_path, digits_teacher):
     args = ["distill", "--method", "simkd", "--dataset", "digits", "--teacher", str(digits_teacher),
-            "--epochs", "8", "--seed", "3", "--quiet"]
+            "--epochs", "8", "--seed", "3", "--quiet", "--threads", "1"]
     run_cli(*args, "--out", str(tmp_path / "straight"))
 
     killed = tmp_path / "killed"
@@ -96,11 +96,22 @@ def test_sigkill_then_resume_ends_bitwise_equal_to_an_uninterrupted_run(tmp_path
     interrupted_at = read_checkpoint(killed / "last.pt")["epoch"]
     assert interrupted_at < 8, "the run finished before it could be killed"
 
+    rows_before = _metrics_epochs(killed)
+    assert rows_before == list(range(1, interrupted_at + 1))  # the CSV matches last.pt, even after SIGKILL
     run_cli(*args, "--out", str(killed), "--resume")
     straight, resumed = _weights(tmp_path / "straight" / "last.pt"), _weights(killed / "last.pt")
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     assert read_checkpoint(killed / "last.pt")["epoch"] == 8
     assert len(read_checkpoint(killed / "last.pt")["history"]) == 8
+    assert _metrics_epochs(killed) == list(range(1, 9))  # continued, no duplicated or missing epoch
+    assert _metrics_epochs(tmp_path / "straight") == list(range(1, 9))
+
+
+def _metrics_epochs(out):
+    import csv
+
+    with open(out / "metrics.csv") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
 SAVER = """
@@ -137,7 +148,7 @@ def test_profiles_table_and_paper_recipe():
     paper = get_profile("paper", "cifar100")
     assert (paper.student.epochs, paper.student.batch_size, paper.student.lr) == (240, 64, 0.05)
     assert paper.student.milestones == (150, 180, 210) and paper.student.weight_decay == 5e-4
-    assert paper.student_config("ShuffleV2").lr == 0.01
+    assert paper.student_config("ShuffleV2").lr == 0.01 and paper.teacher_config("ShuffleV2").lr == 0.01
     assert "quick" in profile_table() and "paper" in profile_table()
     with pytest.raises(ValueError, match="Available"):
         get_profile("quick", "imagenet")
@@ -163,7 +174,7 @@ def test_fast_and_plain_paths_agree_within_float_tolerance(tmp_path, digits):
 
 def test_eval_subset_scores_a_fixed_prefix_then_the_full_test_set(tmp_path, digits, one_thread):
     """Per-epoch curves on the first `eval_subset` test images; the last epoch on all of them."""
-    from simkd_lite.engine.trainer import materialize, predict, top1
+    from simkd_lite.training.loop import materialize, predict, top1
 
     torch.manual_seed(0)
     distiller = create_distiller("vanilla", create_model("resnet8_w8", 10, 1))

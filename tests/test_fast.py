@@ -11,19 +11,12 @@ from torchvision import datasets, transforms
 from torchvision.transforms import functional as TF
 
 from simkd_lite.distillers import create_distiller
-from simkd_lite.engine import fast
-from simkd_lite.engine.fast import (
-    DeviceTensorBatches,
-    GpuAugment,
-    autocast_context,
-    crop_flip,
-    distill_step,
-    fold_batchnorm,
-    maybe_compile,
-    prepare_teacher,
-    to_uint8_tensors,
-)
-from simkd_lite.engine.trainer import TensorBatches, TrainConfig, make_optimizer
+from simkd_lite.training import device_data, step
+from simkd_lite.training import teacher_prep as fast
+from simkd_lite.training.device_data import DeviceTensorBatches, GpuAugment, crop_flip, to_uint8_tensors
+from simkd_lite.training.step import autocast_context, distill_step
+from simkd_lite.training.teacher_prep import fold_batchnorm, maybe_compile, prepare_teacher
+from simkd_lite.training.loop import TensorBatches, TrainConfig, make_optimizer
 from simkd_lite.models import create_model, list_models
 
 MEAN, STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
@@ -134,7 +127,7 @@ def test_prepared_teacher_equals_plain_teacher_and_keeps_the_api():
     y = torch.randint(0, 10, (4,))
     a.projector.load_state_dict(b.projector.state_dict())
     loss_a = a.forward_train(x, y)[1]["simkd"]
-    loss_b = b.forward_train(x, y, fast.teacher_outputs(prepared, x))[1]["simkd"]
+    loss_b = b.forward_train(x, y, step.teacher_outputs(prepared, x))[1]["simkd"]
     assert abs(loss_a.item() - loss_b.item()) < 1e-5 * max(1.0, abs(loss_a.item()))
 
 
@@ -229,7 +222,7 @@ def test_gpu_augment_uses_its_offsets_and_is_seeded():
     c = aug(images, torch.Generator().manual_seed(2))
     assert torch.equal(a, b) and not torch.equal(a, c)
     offsets, flips = aug.sample(images, torch.Generator().manual_seed(1))
-    expected = fast.normalize_uint8(crop_flip(images, offsets, flips, 4), aug.mean, aug.std)
+    expected = device_data.normalize_uint8(crop_flip(images, offsets, flips, 4), aug.mean, aug.std)
     assert torch.equal(a, expected)
     assert offsets.min() >= 0 and offsets.max() <= 8 and len(offsets.unique()) == 9
     # flips about half the time (200 draws: 4 sigma is +-28)
@@ -307,7 +300,7 @@ def test_uint8_path_on_the_cifar_fixture_equals_the_dataset_transform(tmp_path):
     # The real pipeline: our CIFAR-100 loader (a seeded Subset), read raw, normalised on the "device".
     from simkd_lite.data import load_dataset
     from simkd_lite.data.fixtures import write_cifar_fixture
-    from simkd_lite.engine.trainer import materialize
+    from simkd_lite.training.loop import materialize
 
     write_cifar_fixture(tmp_path, "cifar100", n_train=60, n_test=10)
     bundle = load_dataset("cifar100", root=tmp_path, train_subset=40, augment=False)

@@ -8,9 +8,11 @@ import torch
 
 from simkd_lite.data import load_dataset
 from simkd_lite.distillers import create_distiller
-from simkd_lite.engine.fast import DeviceTensorBatches, GpuAugment, distill_step, prepare_teacher
-from simkd_lite.engine.graphed import SharedStep, graph_unsupported, run_epoch
-from simkd_lite.engine.trainer import TrainConfig, fit, make_optimizer, make_scheduler
+from simkd_lite.training.device_data import DeviceTensorBatches, GpuAugment
+from simkd_lite.training.step import distill_step
+from simkd_lite.training.teacher_prep import prepare_teacher
+from simkd_lite.training.graphed import SharedStep, graph_unsupported, run_epoch
+from simkd_lite.training.loop import TrainConfig, fit, make_optimizer, make_scheduler
 from simkd_lite.models import create_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -175,7 +177,7 @@ def test_fit_with_cuda_graph_matches_eager_fit_on_cuda(tmp_path, deterministic_c
 
     write_cifar_fixture(tmp_path, "cifar100", n_train=5 * 64 + 16, n_test=100)
     bundle = load_dataset("cifar100", tmp_path)
-    from simkd_lite.engine.jobs import on_device_augment
+    from simkd_lite.experiments.jobs import on_device_augment
 
     results = []
     for flag in (False, True):

@@ -5,8 +5,8 @@ import pytest
 
 from simkd_lite.checkpoints import read_checkpoint
 from simkd_lite.data import locate_dataset
-from simkd_lite.engine.jobs import evaluate_checkpoint
-from simkd_lite.engine.pretrained import PRETRAINED_DIR, sha256, shipped_teacher
+from simkd_lite.experiments.jobs import evaluate_checkpoint
+from simkd_lite.experiments.pretrained import PRETRAINED_DIR, sha256, shipped_teacher
 
 RECORDS = sorted(PRETRAINED_DIR.glob("*.json"))
 

@@ -7,10 +7,10 @@ import torch
 
 from simkd_lite.checkpoints import read_checkpoint
 from simkd_lite.data import load_dataset
-from simkd_lite.engine.jobs import distill_student
-from simkd_lite.engine.profiles import PAPER_METHOD_OPTIONS
-from simkd_lite.engine.together import distill_together
-from simkd_lite.engine.trainer import TrainConfig
+from simkd_lite.experiments.jobs import distill_student
+from simkd_lite.experiments.profiles import PAPER_METHOD_OPTIONS
+from simkd_lite.experiments.jobs import distill_together
+from simkd_lite.training.loop import TrainConfig
 from simkd_lite.models import create_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -3,24 +3,42 @@
 Offline first: Debian/Ubuntu ship the dataset as the `dataset-fashion-mnist` package, so a
 machine without internet can still get it; we copy those files into ``<root>/FashionMNIST/raw/``
 and let torchvision read them from there.
+
+Nothing half-written ever looks complete: files are copied and unpacked under a temporary name and
+renamed when whole, and every unpacked file is checked against its known size (and its md5 when it
+is made). A truncated or corrupt file (an earlier full disk, a killed copy) is removed and made
+again, with a message.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
+import hashlib
 import shutil
+import sys
+import zlib
 from pathlib import Path
 from urllib.error import URLError
 
 from torchvision import datasets
 
 from simkd_lite.data.core import DatasetInfo, DatasetNotFoundError, image_transforms, register_dataset
+from simkd_lite.errors import SimKDLiteError, describe_os_error, writing
 
 # Where `sudo apt-get install dataset-fashion-mnist` puts the four IDX .gz files.
 # Module-level (read at call time) so tests, or an unusual system, can point it elsewhere.
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+# (size in bytes, md5) of each unpacked IDX file: the same bytes whichever .gz they came from
+# (Debian recompressed the archives, so the md5s torchvision knows, of its .gz files, do not apply).
+FASHION_MNIST_IDX = {
+    "train-images-idx3-ubyte": (47_040_016, "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
+    "train-labels-idx1-ubyte": (60_008, "9018921c3c673c538a1fc5bad174d6f9"),
+    "t10k-images-idx3-ubyte": (7_840_016, "8181f5470baa50b63fa0f6fddb340f0a"),
+    "t10k-labels-idx1-ubyte": (10_008, "15d484375f8d13e6eb1aabb0c3f46965"),
+}
 
 # Computed once over all 60,000 train images scaled to [0, 1]: mean 0.28604, std 0.35302.
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
@@ -43,12 +61,63 @@ def _hint(root: Path) -> str:
             f"  - or copy {', '.join(f + '.gz' for f in FASHION_MNIST_FILES)} into {raw}/ yourself.")
 
 
-def _gunzip(src: Path, dst: Path) -> None:
-    """Decompress ``src`` to ``dst`` via a temporary file, so a half-written file never looks complete."""
+def _say(message: str) -> None:
+    print(f"simkd-lite: {message}", file=sys.stderr)
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """Copy via a temporary name, so an interrupted copy (a full disk) never looks like the file."""
     tmp = dst.with_name(dst.name + ".part")
-    with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
-        shutil.copyfileobj(fin, fout)
-    tmp.replace(dst)
+    try:
+        with writing(dst):
+            shutil.copyfile(src, tmp)
+            tmp.replace(dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _gunzip(src: Path, dst: Path) -> bool:
+    """Decompress ``src`` to ``dst`` via a temporary file; False (and ``src`` removed) if ``src`` is corrupt
+    or does not unpack to the known file."""
+    tmp = dst.with_name(dst.name + ".part")
+    try:
+        with writing(dst):
+            try:
+                with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+            except (EOFError, gzip.BadGzipFile, zlib.error) as err:  # truncated or not a gzip file
+                _say(f"{src} is corrupt ({err}); removed it, getting it again")
+                src.unlink(missing_ok=True)
+                return False
+            size, md5 = FASHION_MNIST_IDX[dst.name]
+            if tmp.stat().st_size != size or _md5(tmp) != md5:
+                _say(f"{src} does not unpack to the known {dst.name} (size or md5 differ); removed it, "
+                     "getting it again")
+                src.unlink(missing_ok=True)
+                return False
+            tmp.replace(dst)
+            return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _remove_damaged(raw: Path) -> None:
+    """Unpacked files of the wrong size (truncated by a full disk, say) are removed, to be made again."""
+    for stem, (size, _) in FASHION_MNIST_IDX.items():
+        path = raw / stem
+        if path.is_file() and path.stat().st_size != size:
+            _say(f"{path} has {path.stat().st_size:,} bytes instead of {size:,} (truncated?); removed it, "
+                 "making it again")
+            with writing(path, "removing"):
+                path.unlink()
 
 
 def ensure_fashion_mnist_files(root: str | Path = "data", download: bool = False) -> bool:
@@ -56,28 +125,35 @@ def ensure_fashion_mnist_files(root: str | Path = "data", download: bool = False
 
     Tries, in order: already unpacked; .gz files in raw/; Debian's copies; (if ``download``)
     torchvision's download. torchvision reads the *unpacked* files, so .gz files are unpacked next
-    to them. (Debian recompressed the .gz files, so torchvision's md5s of the originals don't apply;
-    torchvision still checks each file's header and item count when it reads it.)
+    to them, and each unpacked file is checked (size and md5) before it takes its final name.
     """
     raw = _raw_folder(Path(root))
+    _remove_damaged(raw)
     for stem in FASHION_MNIST_FILES:
-        if (raw / stem).is_file():
-            continue
         packed, debian = raw / f"{stem}.gz", DEBIAN_FASHION_MNIST_DIR / f"{stem}.gz"
-        if not packed.is_file() and debian.is_file():
-            raw.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(debian, packed)
-        if packed.is_file():
-            _gunzip(packed, raw / stem)
+        for _attempt in range(2):  # a corrupt .gz in raw/ is removed and copied again once
+            if (raw / stem).is_file():
+                break
+            if not packed.is_file() and debian.is_file():
+                with writing(raw, "creating"):
+                    raw.mkdir(parents=True, exist_ok=True)
+                _copy(debian, packed)
+            if not packed.is_file() or _gunzip(packed, raw / stem):
+                break
     if all((raw / stem).is_file() for stem in FASHION_MNIST_FILES):
         return True
     if not download:
         return False
     try:  # downloads the four .gz files (md5-checked by torchvision) and unpacks them
         datasets.FashionMNIST(str(root), train=False, download=True)
-        return True
-    except (RuntimeError, URLError, OSError):
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise SimKDLiteError(describe_os_error(err, err.filename or raw)) from err
         return False
+    except (RuntimeError, URLError):
+        return False
+    _remove_damaged(raw)
+    return all((raw / stem).is_file() for stem in FASHION_MNIST_FILES)
 
 
 def _locate(root: Path) -> dict:

@@ -54,28 +54,35 @@ def _dump(obj: dict, path: Path) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-def _fake_images(labels: np.ndarray, num_classes: int, rng: np.random.Generator) -> np.ndarray:
-    """uint8 (N, 3072) images: a blocky colour pattern per class (4x4 blocks of 8x8 pixels) plus noise.
+def class_patterns(num_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """(num_classes, 3, 32, 32) float: one blocky colour pattern per class (4x4 blocks of 8x8 pixels)."""
+    return rng.uniform(0, 255, size=(num_classes, 3, 4, 4)).repeat(8, axis=2).repeat(8, axis=3)
 
-    Class-dependent patterns keep the fixture learnable, so a tiny model visibly improves on it.
+
+def _fake_images(labels: np.ndarray, patterns: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """uint8 (N, 3072) images: the class's pattern plus fresh noise per image.
+
+    Train and test images of a class share its pattern (only the noise differs), so what a model
+    learns on the train split carries over to the test split: a working test path scores far
+    above chance, a broken one does not.
     """
-    patterns = rng.uniform(0, 255, size=(num_classes, 3, 4, 4)).repeat(8, axis=2).repeat(8, axis=3)
     noise = rng.uniform(0, 255, size=(len(labels), 3, 32, 32))
     images = 0.7 * patterns[labels] + 0.3 * noise  # (N, 3, 32, 32): channels first, like the real rows
     return images.round().astype(np.uint8).reshape(len(labels), 3072)
 
 
-def _split(n: int, names: list[str], rng: np.random.Generator):
+def _split(n: int, names: list[str], patterns: np.ndarray, rng: np.random.Generator):
     """(data uint8 (n, 3072), labels list[int], filenames list[bytes]) for ``n`` shuffled images."""
     labels = rng.permutation(np.arange(n) % len(names))  # every class appears once n >= #classes
     files = [f"fixture_{names[y]}_{i:05d}.png".encode() for i, y in enumerate(labels)]
-    return _fake_images(labels, len(names), rng), labels.tolist(), files
+    return _fake_images(labels, patterns, rng), labels.tolist(), files
 
 
 def _write_cifar100(folder: Path, n_train: int, n_test: int, rng: np.random.Generator) -> None:
     """cifar-100-python/{train, test, meta}. Coarse labels are placeholders (fine // 5)."""
+    patterns = class_patterns(len(CIFAR100_NAMES), rng)  # shared by both splits
     for part, n in (("train", n_train), ("test", n_test)):
-        data, fine, files = _split(n, CIFAR100_NAMES, rng)
+        data, fine, files = _split(n, CIFAR100_NAMES, patterns, rng)
         _dump({b"filenames": files, b"batch_label": f"{part}ing batch 1 of 1".encode(),
                b"fine_labels": fine, b"coarse_labels": [y // 5 for y in fine], b"data": data}, folder / part)
     _dump({b"fine_label_names": [n.encode() for n in CIFAR100_NAMES],
@@ -84,11 +91,12 @@ def _write_cifar100(folder: Path, n_train: int, n_test: int, rng: np.random.Gene
 
 def _write_cifar10(folder: Path, n_train: int, n_test: int, rng: np.random.Generator) -> None:
     """cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}: the train set in five batches."""
-    data, labels, files = _split(n_train, CIFAR10_NAMES, rng)
+    patterns = class_patterns(len(CIFAR10_NAMES), rng)  # shared by both splits
+    data, labels, files = _split(n_train, CIFAR10_NAMES, patterns, rng)
     for i, rows in enumerate(np.array_split(np.arange(n_train), 5), start=1):
         _dump({b"batch_label": f"training batch {i} of 5".encode(), b"labels": [labels[j] for j in rows],
                b"data": data[rows], b"filenames": [files[j] for j in rows]}, folder / f"data_batch_{i}")
-    data, labels, files = _split(n_test, CIFAR10_NAMES, rng)
+    data, labels, files = _split(n_test, CIFAR10_NAMES, patterns, rng)
     _dump({b"batch_label": b"testing batch 1 of 1", b"labels": labels, b"data": data, b"filenames": files},
           folder / "test_batch")
     _dump({b"num_cases_per_batch": -(-n_train // 5), b"label_names": [n.encode() for n in CIFAR10_NAMES],
@@ -100,7 +108,8 @@ def write_cifar_fixture(root: str | Path, name: str = "cifar100", n_train: int =
     """Write a tiny fake CIFAR-10/100 in the official layout under ``root``; return its folder.
 
     ``load_dataset(name, root=root)`` then reads it exactly like the real data. Images are
-    synthetic (uint8, class-coloured blocks plus noise); class names are the real ones.
+    synthetic (uint8, class-coloured blocks plus noise; train and test share each class's
+    pattern, so the test split is learnable); class names are the real ones.
     Deterministic for a given ``seed``. Overwrites an existing fixture in the same place.
     """
     if name not in CIFAR_CLASSES:

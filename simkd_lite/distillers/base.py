@@ -62,6 +62,14 @@ class Distiller(nn.Module):
 
     method: ClassVar[str] = "base"
     needs_teacher: ClassVar[bool] = True
+    # Index into the teacher's official feature list that this method reads besides the last map
+    # (FitNet's hint layer); the engine then caches that map too. None: features + logits suffice.
+    teacher_hint_layer: int | None = None
+
+    @classmethod
+    def data_options(cls, image_size: int) -> dict:
+        """Options this method needs from the data set (FitNet's regressor depends on map sizes)."""
+        return {}
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None = None):
         super().__init__()
@@ -74,7 +82,7 @@ class Distiller(nn.Module):
             return teacher_out
         if self.teacher is None:
             raise RuntimeError(f"{self.method} needs teacher outputs but has no teacher.")
-        return self.teacher(x)
+        return self.teacher(x, self.teacher_hint_layer)
 
     def forward_train(
         self, x: Tensor, y: Tensor, teacher_out: TeacherOutputs | None = None
@@ -95,7 +103,8 @@ class Distiller(nn.Module):
         return global_pool(self.student.forward_features(x))
 
     def checkpoint_entries(self) -> dict:
-        """Entries stored beside `model` in a checkpoint, in the official layout (SimKD: `proj`)."""
+        """Entries a training checkpoint needs besides the student's weights to predict as this method
+        does (SimKD: the official `proj` and what rebuilds the teacher head). Default: none."""
         return {}
 
     def export(self) -> nn.Module:
@@ -106,8 +115,8 @@ class Distiller(nn.Module):
         """Parameters the deployed network runs at inference."""
         return count_parameters(self.student)
 
-    def write_deployable(self, out_dir: Path) -> list[Path]:
-        """Extra files a finished run writes into its folder (SimKD: `student.pt`); returns their paths."""
+    def write_deployable(self, out_dir: Path, dataset: dict | None = None) -> list[Path]:
+        """Extra files a finished run writes into its folder (SimKD: `student.pt`, recording `dataset`)."""
         return []
 
     def to(self, *args, **kwargs):  # noqa: D102 - also move the teacher, which is outside the tree

@@ -59,8 +59,14 @@ class SimKDDistiller(Distiller):
         return projected_pooled(self.student, self.projector, x, self.target_size)
 
     def checkpoint_entries(self) -> dict:
-        """The official student checkpoint's `proj` entry (the projector's state_dict)."""
-        return {"proj": self.projector.state_dict()}
+        """The official `proj` entry, and `simkd`: what rebuilds the prediction head from a training
+        checkpoint without the teacher file (`SimKDStudent.from_training_checkpoint`)."""
+        return {"proj": self.projector.state_dict(),
+                "simkd": {"student_channels": self.projector.student_channels,
+                          "teacher_channels": self.projector.teacher_channels, "factor": self.projector.factor,
+                          "target_size": self.target_size, "num_classes": self.teacher_head.out_features,
+                          "teacher_model": getattr(self.teacher.model, "model_name", None),
+                          "head": self.teacher_head.state_dict()}}
 
     def export(self) -> SimKDStudent:
         """The deployable student: student encoder + projector + teacher head, no teacher network."""
@@ -70,6 +76,8 @@ class SimKDDistiller(Distiller):
     def deployed_parameters(self) -> int:
         return self.export().num_parameters()
 
-    def write_deployable(self, out_dir: Path) -> list[Path]:
-        """`OUT/student.pt`: the self-contained `SimKDStudent` file."""
-        return [self.export().save(Path(out_dir) / "student.pt")]
+    def write_deployable(self, out_dir: Path, dataset: dict | None = None) -> list[Path]:
+        """`OUT/student.pt`: the self-contained `SimKDStudent` file (it records the data set)."""
+        deployable = self.export()
+        deployable.dataset = dataset
+        return [deployable.save(Path(out_dir) / "student.pt")]

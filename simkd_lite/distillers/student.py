@@ -23,13 +23,15 @@ class SimKDStudent(nn.Module):
     """A SimKD student ready for inference: `forward(x)` (N, C, H, W) -> logits (N, num_classes)."""
 
     def __init__(self, student: nn.Module, projector: SimKDProjector, teacher_head: nn.Linear,
-                 teacher_feature_size: int | None = None, teacher_model: str | None = None):
+                 teacher_feature_size: int | None = None, teacher_model: str | None = None,
+                 dataset: dict | None = None):
         super().__init__()
         self.student = student  # used up to forward_features; its own classifier never runs
         self.projector = projector
         self.teacher_head = copy.deepcopy(teacher_head).requires_grad_(False)
         self.teacher_feature_size = teacher_feature_size  # H_t: pool larger student maps to it
         self.teacher_model = teacher_model
+        self.dataset = dataset  # the data set it was trained on (name, classes, channels, image size), if known
 
     def forward(self, x: Tensor) -> Tensor:
         return predict_with_teacher_head(self.student, self.projector, self.teacher_head, x, self.teacher_feature_size)
@@ -44,6 +46,7 @@ class SimKDStudent(nn.Module):
         """Write architecture names, channels, factor, sizes and all weights to one file."""
         return atomic_save({
             "format": FILE_FORMAT,
+            "kind": "student", "method": "simkd", "deployable": True, "dataset": self.dataset,
             "student_model": self.student.model_name,
             "teacher_model": self.teacher_model,
             "student_channels": self.projector.student_channels,
@@ -70,7 +73,30 @@ class SimKDStudent(nn.Module):
         load_weights(projector, saved["proj"], "SimKD projector")
         teacher_head = nn.Linear(saved["teacher_channels"], saved["num_classes"])
         teacher_head.load_state_dict(saved["head"])
-        return cls(student, projector, teacher_head, saved["teacher_feature_size"], saved["teacher_model"]).eval()
+        return cls(student, projector, teacher_head, saved["teacher_feature_size"], saved["teacher_model"],
+                   saved.get("dataset")).eval()
+
+    @classmethod
+    def from_training_checkpoint(cls, checkpoint: Mapping[str, Any]) -> "SimKDStudent":
+        """The deployable student inside a SimKD training checkpoint (our OUT/last.pt or OUT/best.pt).
+
+        Such a file holds the encoder (`model`), the projector (`proj`) and, under `simkd`, the
+        frozen teacher head and the teacher's map size: the prediction the run scored, without
+        the teacher network.
+        """
+        info = checkpoint.get("simkd") or _legacy_simkd_entry(checkpoint)
+        if not isinstance(info, Mapping) or "proj" not in checkpoint:
+            raise ValueError("This is not a SimKD training checkpoint of ours (no 'proj' and 'simkd' entries).")
+        state = extract_state_dict(checkpoint)
+        name = checkpoint["model_name"]
+        student = create_model(name, info["num_classes"], infer_in_channels(state))
+        load_weights(student, state, name)
+        projector = SimKDProjector(info["student_channels"], info["teacher_channels"], info["factor"])
+        load_weights(projector, checkpoint["proj"], "SimKD projector")
+        teacher_head = nn.Linear(info["teacher_channels"], info["num_classes"])
+        teacher_head.load_state_dict(info["head"])
+        return cls(student, projector, teacher_head, info["target_size"], info["teacher_model"],
+                   checkpoint.get("dataset")).eval()
 
     @classmethod
     def from_official(cls, student_checkpoint: str | os.PathLike | Mapping[str, Any],
@@ -95,5 +121,28 @@ class SimKDStudent(nn.Module):
         student_state = extract_state_dict(saved)
         student = create_model(student_model, teacher.num_classes, infer_in_channels(student_state))
         load_weights(student, student_state, student_model)
+        head = frozen.classifier_copy()
+        # Shapes checked now, not as a matmul error at the first forward: projector -> teacher head,
+        # student map -> projector.
+        if head.in_features != teacher_channels:
+            raise ValueError(f"This teacher does not fit the student checkpoint: its head ({teacher.model_name}) reads "
+                             f"{head.in_features} channels, but the projector outputs {teacher_channels}. Pass the "
+                             "teacher the student was distilled from.")
+        if student.feature_channels != student_channels:
+            raise ValueError(f"The student model {student_model} outputs {student.feature_channels} channels, but the "
+                             f"projector expects {student_channels}. Pass the student architecture of the checkpoint.")
         size = frozen.feature_size(image_size, teacher.in_channels)
-        return cls(student, projector, frozen.classifier_copy(), size, teacher.model_name).eval()
+        return cls(student, projector, head, size, teacher.model_name).eval()
+def _legacy_simkd_entry(checkpoint: Mapping[str, Any]) -> dict | None:
+    """The `simkd` entry rebuilt from a training checkpoint written before it existed (its `extras`
+    hold the distiller's teacher head and target size; channels and factor follow from `proj`)."""
+    extras, proj = checkpoint.get("extras") or {}, checkpoint.get("proj") or {}
+    if "teacher_head.weight" not in extras or "transfer.0.weight" not in proj:
+        return None
+    mid, student_channels = proj["transfer.0.weight"].shape[:2]
+    teacher_channels = proj["transfer.6.weight"].shape[0]
+    return {"student_channels": student_channels, "teacher_channels": teacher_channels,
+            "factor": teacher_channels // mid, "num_classes": extras["teacher_head.weight"].shape[0],
+            "target_size": (extras.get("_extra_state") or {}).get("target_size"),
+            "teacher_model": checkpoint.get("teacher_model"),
+            "head": {"weight": extras["teacher_head.weight"], "bias": extras["teacher_head.bias"]}}

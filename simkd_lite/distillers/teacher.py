@@ -14,10 +14,24 @@ from torch import Tensor, nn
 
 
 class TeacherOutputs(NamedTuple):
-    """What a distiller may read from the teacher for one batch."""
+    """What a distiller may read from the teacher for one batch.
+
+    `hint` is present only when a distiller asks for an intermediate map (FitNet's hint layer):
+    the engine caches it beside the other two so cached and live teachers give the same inputs.
+    """
 
     features: Tensor  # (N, C_t, H_t, W_t): the map SimKD aligns (official feat[-2])
     logits: Tensor  # (N, num_classes)
+    hint: Tensor | None = None  # (N, C, H, W): official feat[hint_layer], when asked for
+
+    def select(self, index) -> "TeacherOutputs":
+        """The same outputs for a subset of the batch (index: a LongTensor or slice)."""
+        return TeacherOutputs(self.features[index], self.logits[index],
+                              None if self.hint is None else self.hint[index])
+
+    def to(self, device) -> "TeacherOutputs":
+        return TeacherOutputs(self.features.to(device), self.logits.to(device),
+                              None if self.hint is None else self.hint.to(device))
 
 
 class FrozenTeacher:
@@ -31,9 +45,13 @@ class FrozenTeacher:
     # no_grad rather than inference_mode: the outputs become targets of losses that autograd
     # tracks, which inference-mode tensors cannot be.
     @torch.no_grad()
-    def __call__(self, x: Tensor) -> TeacherOutputs:
-        features = self.model.forward_features(x)
-        return TeacherOutputs(features, self.model.forward_head(features))
+    def __call__(self, x: Tensor, hint_layer: int | None = None) -> TeacherOutputs:
+        """One frozen forward; with `hint_layer`, also the map at that index of the official feature list."""
+        if hint_layer is None:
+            features = self.model.forward_features(x)
+            return TeacherOutputs(features, self.model.forward_head(features))
+        feats, logits = self.model.forward_feature_list(x)
+        return TeacherOutputs(feats[-2], logits, feats[hint_layer])
 
     def to(self, *args, **kwargs) -> "FrozenTeacher":
         self.model.to(*args, **kwargs)

@@ -24,14 +24,16 @@ from typing import Callable, Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
+import inspect
+
 from simkd_lite.data import DatasetBundle, load_dataset
 from simkd_lite.distillers import TeacherOutputs, get_distiller_class
-from simkd_lite.engine.jobs import check_compatible, distill_student, load_teacher, train_teacher
-from simkd_lite.engine.profiles import get_profile
-from simkd_lite.engine.runtime import select_device
-from simkd_lite.engine.trainer import TrainConfig, materialize, predict, top1
-from simkd_lite.checkpoints import load_model
+from simkd_lite.experiments import jobs
+from simkd_lite.experiments.jobs import check_compatible, distill_student, load_teacher
+from simkd_lite.experiments.profiles import get_profile
 from simkd_lite.experiments.teacher_cache import cache_path, teacher_outputs
+from simkd_lite.training.loop import TrainConfig, materialize, predict, top1
+from simkd_lite.training.runtime import select_device
 
 Log = Callable[[str], None] | None
 
@@ -64,7 +66,8 @@ class Experiment:
                 runs: str | Path = "runs", device: str | None = None, **train_overrides) -> "Experiment":
         """The profile's recipe for `dataset`, with explicit overrides (`epochs`, `student`, `lr=...`, ...).
 
-        `train_overrides` are fields of `TrainConfig` (batch_size, lr, amp, ...) applied to the students.
+        `train_overrides` are fields of `TrainConfig` (batch_size, lr, amp, ...) applied to the students
+        (a teacher's recipe is the profile's; `train_teacher(exp, ..., **overrides)` changes it).
         """
         recipe = get_profile(profile, dataset)
         student_model = student or recipe.student_model
@@ -76,16 +79,28 @@ class Experiment:
         if epochs is not None:
             overrides["epochs"] = epochs
         student_train = replace(recipe.student_config(student_model), seed=seed, **overrides)
+        teacher_train = replace(recipe.teacher_config(), seed=seed)
         return cls(dataset=dataset, profile=profile, teacher_model=recipe.teacher_model, student_model=student_model,
-                   teacher_train=replace(recipe.teacher, seed=seed), student_train=student_train,
+                   teacher_train=teacher_train, student_train=student_train,
                    method_options={k: dict(v) for k, v in recipe.method_options.items()},
                    train_subset=recipe.train_subset, seed=seed, data_root=Path(data_root), runs_root=Path(runs),
                    device=device)
 
     def options_for(self, method: str, **overrides) -> dict:
-        """The profile's options for `method` (e.g. SimKD's factor), with `overrides` on top."""
-        get_distiller_class(method)  # a misspelt method fails here, with close names
-        return {**self.method_options.get(method, {}), **{k: v for k, v in overrides.items() if v is not None}}
+        """The profile's options for `method` (e.g. SimKD's factor), with `overrides` on top.
+
+        A misspelt method fails with close names; an option the method does not take fails with the
+        options it does take (e.g. `factor` for "kd").
+        """
+        cls = get_distiller_class(method)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        accepted = [name for name in inspect.signature(cls.__init__).parameters
+                    if name not in ("self", "student", "teacher")]
+        unknown = sorted(set(given) - set(accepted))
+        if unknown:
+            raise ValueError(f"Method {method!r} has no option {', '.join(unknown)}; its options: "
+                             f"{', '.join(accepted) or 'none'}.")
+        return {**self.method_options.get(method, {}), **given}
 
     def run_name(self, method: str, options: dict, teacher_name: str | None) -> str:
         """A folder name that says what defines the run, plus a short hash of everything else."""
@@ -100,32 +115,49 @@ class Experiment:
 
 
 # ------------------------------------------------------------------------------ the teacher
-def get_teacher(exp: Experiment, source: str | Path | None = None, *, log: Log = None,
-                progress: bool | None = False) -> nn.Module:
-    """The teacher network (eval mode, on the CPU) for `exp`.
+def train_teacher(exp: Experiment, out: str | Path | None = None, *, model: str | None = None, resume: bool = True,
+                  overwrite: bool = False, log: Log = None, progress: bool | None = False, **overrides) -> dict:
+    """Train (or reuse) a teacher of `exp.dataset` with the profile's teacher recipe (+ `overrides`).
 
-    source: a checkpoint path (ours or official `{'model': ...}`); None = the teacher shipped for
-    the data set, else the profile's teacher trained once and reused; "train" = always the
-    profile's teacher, trained once into a run folder named by its settings and reused afterwards.
+    out: the run folder; None = `exp.runs_root / teacher_<dataset>_<model>_e<epochs>_s<seed>_<hash>`,
+    so a finished teacher with the same settings is reused. Returns the job's summary
+    (`top1` last, `best_top1`, `best_epoch`, `checkpoint` = OUT/best.pt, ...).
+    """
+    model = model or exp.teacher_model
+    recipe = get_profile(exp.profile, exp.dataset)
+    config = replace(recipe.teacher_config(model), seed=exp.seed, device=exp.device,
+                     **{k: v for k, v in overrides.items() if v is not None})
+    if out is None:
+        train = asdict(config)
+        train.pop("device", None)
+        digest = hashlib.sha256(json.dumps(train, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        out = exp.runs_root / f"teacher_{exp.dataset}_{model}_e{config.epochs}_s{exp.seed}_{digest}"
+    return jobs.train_teacher(exp.dataset, model, config, out, data_root=exp.data_root, resume=resume,
+                              overwrite=overwrite, log=log, progress=progress)
+
+
+def get_teacher(exp: Experiment, source: str | Path | None = None, *, teacher_model: str | None = None,
+                trust: bool = False, log: Log = None, progress: bool | None = False) -> nn.Module:
+    """The teacher network (eval mode, on the CPU) for `exp`; `teacher.source` says where it came from.
+
+    source: a checkpoint path (ours or official `{'model': ...}`; `teacher_model` names the
+    architecture of an official file that lacks it, `trust` unpickles a file a safe load refuses);
+    None = the teacher shipped for the data set, else the profile's teacher trained once and reused;
+    "train" = always the profile's teacher, trained once (folder named by its settings) and reused.
+    Students are distilled from the teacher's best.pt, as the official scripts do.
     """
     say = log or (lambda message: None)
-    if source is None or source != "train":
+    if source != "train":
         try:
-            model, where = load_teacher(source, exp.dataset, log=say)
+            model, where = load_teacher(source, exp.dataset, teacher_model, log=say, trust=trust)
             model.source = where
             return model
         except ValueError:
             if source is not None:
                 raise
-    config = exp.teacher_train
-    digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True, default=str).encode()).hexdigest()[:8]
-    out = exp.runs_root / f"teacher_{exp.dataset}_{exp.teacher_model}_e{config.epochs}_s{exp.seed}_{digest}"
-    say(f"{'reusing' if (out / 'last.pt').exists() else 'training'} the {exp.teacher_model} teacher in {out}")
-    train_teacher(exp.dataset, exp.teacher_model, replace(config, device=exp.device), out, data_root=exp.data_root,
-                  resume=True, log=say, progress=progress)
-    best = out / "best.pt"
-    model, _ = load_model(best if best.exists() else out / "last.pt")
-    model.source = str(best if best.exists() else out / "last.pt")
+    summary = train_teacher(exp, log=log, progress=progress)
+    model, where = load_teacher(summary["checkpoint"], exp.dataset, log=say)
+    model.source = where
     return model
 
 
@@ -194,11 +226,14 @@ class StudentRun:
     model: str
     out: Path
     top1: float  # test top-1 (%) after the last epoch
+    best_top1: float | None  # the best epoch's test top-1 (selected on the test set: optimistic)
+    best_epoch: int | None
     params: int  # parameters the deployed student runs (SimKD: encoder + projector + teacher head)
     extra_params: int  # params - the plain student's
     seconds: float
     history: list[dict]
     distiller: nn.Module
+    files: list[str] = field(default_factory=list)  # deployable files the method wrote (SimKD: student.pt)
 
     @property
     def predictor(self) -> nn.Module:
@@ -211,17 +246,19 @@ class StudentRun:
         return export() if export is not None else self.distiller.student
 
     def summary(self) -> dict:
-        return {"method": self.method, "model": self.model, "top1": self.top1, "params": self.params,
+        return {"method": self.method, "model": self.model, "top1": self.top1, "best_top1": self.best_top1,
+                "best_epoch": self.best_epoch, "params": self.params,
                 "extra_params": self.extra_params, "seconds": self.seconds, "out": str(self.out)}
 
 
 def train_student(method: str, data: PreparedData, teacher: nn.Module | None = None, *, out: str | Path | None = None,
-                  options: dict | None = None, resume: bool = True, log: Log = None,
+                  options: dict | None = None, resume: bool = True, overwrite: bool = False, log: Log = None,
                   progress: bool | None = False) -> StudentRun:
     """Train (or reuse) one student of `data.exp` with `method`.
 
     out: the run folder; None = `exp.runs_root / exp.run_name(...)`, so a finished run with the same
-    settings is reused instead of trained again (`resume=True` continues an unfinished one).
+    settings is reused instead of trained again (`resume=True` continues an unfinished one;
+    `overwrite=True` replaces whatever run the folder holds; neither: a folder holding a run is refused).
     options: method options on top of the profile's (e.g. {"factor": 4}).
     """
     exp = data.exp
@@ -232,17 +269,25 @@ def train_student(method: str, data: PreparedData, teacher: nn.Module | None = N
     teacher_name = getattr(teacher, "model_name", None) if needs_teacher else None
     out = Path(out) if out is not None else exp.runs_root / exp.run_name(method, options, teacher_name)
     config = replace(exp.student_train, device=str(data.device))
+    run_info = {"profile": exp.profile, "teacher": getattr(teacher, "source", None) if needs_teacher else None,
+                "train_subset": exp.train_subset}
     result = distill_student(method, exp.student_model, teacher if needs_teacher else None, data.bundle, config, out,
-                             options=options, resume=resume, log=log, progress=progress,
-                             shared=data.shared(needs_teacher))
-    return StudentRun(method=method, model=exp.student_model, out=out, top1=result["top1"], params=result["params"],
+                             options=options, resume=resume, overwrite=overwrite, log=log, progress=progress,
+                             shared=data.shared(needs_teacher), run_info=run_info)
+    return StudentRun(method=method, model=exp.student_model, out=out, top1=result["top1"],
+                      best_top1=result.get("best_top1"), best_epoch=result.get("best_epoch"), params=result["params"],
                       extra_params=result["extra_params"], seconds=result["seconds"], history=result["history"],
-                      distiller=result["distiller"])
+                      distiller=result["distiller"], files=result.get("files", []))
 
 
-def compare(methods: Iterable[str], data: PreparedData, teacher: nn.Module | None = None, **kwargs) -> dict[str, StudentRun]:
-    """`train_student` for each method on the same data, teacher and budget: {method: StudentRun}."""
-    return {method: train_student(method, data, teacher, **kwargs) for method in methods}
+def compare(methods: Iterable[str], data: PreparedData, teacher: nn.Module | None = None, *,
+            out: str | Path | None = None, **kwargs) -> dict[str, StudentRun]:
+    """`train_student` for each method on the same data, teacher and budget: {method: StudentRun}.
+
+    out: a folder holding one run folder per method (`OUT/<method>`); None = folders named by settings.
+    """
+    return {method: train_student(method, data, teacher, out=Path(out) / method if out is not None else None, **kwargs)
+            for method in methods}
 
 
 # ------------------------------------------------------------------------------ evaluation

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from simkd_lite.checkpoints import atomic_save, read_checkpoint
 from simkd_lite.distillers import FrozenTeacher, TeacherOutputs
-from simkd_lite.engine.trainer import cache_teacher_outputs
+from simkd_lite.training.loop import cache_teacher_outputs
 
 
 def _file_digest(path: Path) -> str:

@@ -125,17 +125,24 @@ class MobileNetV2(ZooModel):
                 nn.init.normal_(m.weight, 0.0, 0.01)
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_channels, H, W) -> (N, 320w, ceil(H/16), ceil(W/16)): blocks[6] output, before conv2."""
-        x = self.conv1(x)
-        for group in self.blocks:
-            x = group(x)
-        return x
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The official feature list's maps: conv1, blocks[1], blocks[2], blocks[4] and blocks[6] outputs.
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """(N, 320w, h, w) -> logits (N, num_classes): conv2 (to 1280), pool, classifier."""
-        x = self.avgpool(self.conv2(features))
-        return self.classifier(torch.flatten(x, 1))
+        The last, (N, 320w, ceil(H/16), ceil(W/16)) before conv2, is `forward_features`.
+        """
+        f0 = self.conv1(x)
+        f1 = self.blocks[1](self.blocks[0](f0))
+        f2 = self.blocks[2](f1)
+        f3 = self.blocks[4](self.blocks[3](f2))
+        return [f0, f1, f2, f3, self.blocks[6](self.blocks[5](f3))]
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(N, 320w, h, w) -> logits (N, num_classes): conv2 (to 1280), pool, classifier.
+
+        `pre_logits=True` stops after the pool: (N, 1280), the official `feat[-1]`.
+        """
+        pooled = torch.flatten(self.avgpool(self.conv2(features)), 1)
+        return pooled if pre_logits else self.classifier(pooled)
 
     def get_classifier(self) -> nn.Linear:
         return self.classifier[0]

@@ -23,13 +23,37 @@ import torch.nn as nn
 class ZooModel(nn.Module):
     """The uniform (timm-style) API of every zoo model.
 
-    Subclasses define `forward_features(x)` (the last spatial map, official `feat[-2]`),
-    `forward_head(features)` and `get_classifier()`; the logits are always their composition.
+    Subclasses define `forward_stages(x)` (the list of spatial maps of the official feature list,
+    stem first, ending with the map SimKD aligns), `forward_head(features, pre_logits=False)` and
+    `get_classifier()`. From these:
+
+    - `forward_features(x)` = the last stage map (official `feat[-2]`);
+    - `forward(x)` = `forward_head(forward_features(x))`;
+    - `forward_feature_list(x)` = (official `feat` list, logits): what the official models return
+      for `model(x, is_feat=True)`, so an index such as FitNet's `--hint_layer 1` means the same map.
     """
+
+    def forward_stages(self, x) -> list:
+        raise NotImplementedError
+
+    def forward_features(self, x):
+        """(N, in_channels, H, W) -> the last spatial map (N, feature_channels, h, w)."""
+        return self.forward_stages(x)[-1]
 
     def forward(self, x):
         """(N, in_channels, H, W) -> logits (N, num_classes)."""
         return self.forward_head(self.forward_features(x))
+
+    def forward_feature_list(self, x):
+        """(N, in_channels, H, W) -> ([f0, f1, ..., feat[-2], pooled], logits), in one pass.
+
+        The official feature list: every stage's spatial map (stem first; ResNet: stem, layer1,
+        layer2, layer3), then the pooled vector the classifier reads (official `feat[-1]`).
+        For ResNet-32x4 / ResNet-8x4 at 32x32, index 1 is layer1's output, (N, 64, 32, 32).
+        """
+        maps = self.forward_stages(x)
+        pooled = self.forward_head(maps[-1], pre_logits=True)
+        return [*maps, pooled], self.get_classifier()(pooled)
 
 
 # A factory builds a fresh, randomly initialised model: factory(num_classes=..., in_channels=...).

@@ -118,16 +118,23 @@ class CifarResNet(ZooModel):
                 nn.init.constant_(m.weight, 1.0)
                 nn.init.constant_(m.bias, 0.0)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_channels, H, W) -> (N, num_filters[3], ceil(H/4), ceil(W/4)): the map SimKD aligns."""
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = self.layer1(x)
-        x = self.layer2(x)
-        return self.layer3(x)
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[stem (N, f0, H, W), layer1 (N, f1, H, W), layer2 (N, f2, H/2, W/2), layer3 (N, f3, H/4, W/4)].
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """(N, num_filters[3], h, w) -> logits (N, num_classes): global average pool, then fc."""
-        return self.fc(torch.flatten(self.avgpool(features), 1))
+        The last one (ceil(H/4) x ceil(W/4)) is `forward_features`, the map SimKD aligns.
+        """
+        f0 = F.relu(self.bn1(self.conv1(x)))
+        f1 = self.layer1(f0)
+        f2 = self.layer2(f1)
+        return [f0, f1, f2, self.layer3(f2)]
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(N, num_filters[3], h, w) -> logits (N, num_classes): global average pool, then fc.
+
+        `pre_logits=True` stops after the pool: (N, num_filters[3]), the official `feat[-1]`.
+        """
+        pooled = torch.flatten(self.avgpool(features), 1)
+        return pooled if pre_logits else self.fc(pooled)
 
     def get_classifier(self) -> nn.Linear:
         """The final Linear layer (the classifier SimKD reuses when this net is the teacher)."""

@@ -112,16 +112,17 @@ class ShuffleNetV1(ZooModel):
         self.linear = nn.Linear(out_planes[-1], num_classes)
         # The official ShuffleNet keeps PyTorch's default initialisation.
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_channels, H, W) -> (N, 960, ceil(H/8), ceil(W/8))."""
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = self.layer1(x)
-        x = self.layer2(x)
-        return self.layer3(x)
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[stem (N, 24, H, W), layer1, layer2, layer3 (N, 960, ceil(H/8), ceil(W/8)) = forward_features]."""
+        f0 = F.relu(self.bn1(self.conv1(x)))
+        f1 = self.layer1(f0)
+        f2 = self.layer2(f1)
+        return [f0, f1, f2, self.layer3(f2)]
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """(N, 960, h, w) -> logits (N, num_classes): global average pool, then linear."""
-        return self.linear(torch.flatten(F.adaptive_avg_pool2d(features, 1), 1))
+        pooled = torch.flatten(F.adaptive_avg_pool2d(features, 1), 1)
+        return pooled if pre_logits else self.linear(pooled)
 
     def get_classifier(self) -> nn.Linear:
         return self.linear

@@ -131,17 +131,22 @@ class ShuffleNetV2(ZooModel):
         self.linear = nn.Linear(out_channels[3], num_classes)
         # The official ShuffleNetV2 keeps PyTorch's default initialisation.
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_channels, H, W) -> (N, c[2], ceil(H/8), ceil(W/8)): layer3 output, before conv2/bn2."""
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = self.layer1(x)
-        x = self.layer2(x)
-        return self.layer3(x)
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[stem, layer1, layer2, layer3 (N, c[2], ceil(H/8), ceil(W/8))]; the last, before conv2/bn2,
+        is `forward_features`."""
+        f0 = F.relu(self.bn1(self.conv1(x)))
+        f1 = self.layer1(f0)
+        f2 = self.layer2(f1)
+        return [f0, f1, f2, self.layer3(f2)]
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """(N, c[2], h, w) -> logits (N, num_classes): conv2-bn2-ReLU, pool, linear."""
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(N, c[2], h, w) -> logits (N, num_classes): conv2-bn2-ReLU, pool, linear.
+
+        `pre_logits=True` stops after the pool: (N, c[3]), the official `feat[-1]`.
+        """
         x = F.relu(self.bn2(self.conv2(features)))
-        return self.linear(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        pooled = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return pooled if pre_logits else self.linear(pooled)
 
     def get_classifier(self) -> nn.Linear:
         return self.linear

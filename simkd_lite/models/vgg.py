@@ -88,20 +88,24 @@ class VGG(ZooModel):
                 nn.init.normal_(m.weight, 0.0, 0.01)
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_channels, H, W) -> (N, 512, floor(H/8), floor(W/8)) (4x4 also for 64x64 inputs)."""
-        height = x.shape[2]
-        x = self.pool0(F.relu(self.block0(x)))
-        x = self.pool1(F.relu(self.block1(x)))
-        x = self.pool2(F.relu(self.block2(x)))
-        x = F.relu(self.block3(x))
-        if height == 64:  # official rule: a fourth pooling only for 64x64 (Tiny-ImageNet) inputs
-            x = self.pool3(x)
-        return F.relu(self.block4(x))
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each block's output after its ReLU (before the next pool), as the official feature list:
+        [(N, 64, H, W), (N, 128, H/2, W/2), (N, 256, H/4, W/4), (N, 512, H/8, W/8), (N, 512, H/8, W/8)].
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        The last one is `forward_features` (4x4 also for 64x64 inputs).
+        """
+        height = x.shape[2]
+        f0 = F.relu(self.block0(x))
+        f1 = F.relu(self.block1(self.pool0(f0)))
+        f2 = F.relu(self.block2(self.pool1(f1)))
+        f3 = F.relu(self.block3(self.pool2(f2)))
+        x = self.pool3(f3) if height == 64 else f3  # official rule: a 4th pool only for 64x64 inputs
+        return [f0, f1, f2, f3, F.relu(self.block4(x))]
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """(N, 512, h, w) -> logits (N, num_classes): global average pool, then classifier."""
-        return self.classifier(torch.flatten(self.pool4(features), 1))
+        pooled = torch.flatten(self.pool4(features), 1)
+        return pooled if pre_logits else self.classifier(pooled)
 
     def get_classifier(self) -> nn.Linear:
         return self.classifier

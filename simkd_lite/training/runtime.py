@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
-from simkd_lite.engine import distributed as ddp
+from simkd_lite.training import distributed as ddp
 
 
 def select_device(requested: str | None = None) -> torch.device:

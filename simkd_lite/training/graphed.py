@@ -108,6 +108,11 @@ class SharedStep:
         self.device = torch.device(device)
         self.members = [_Member(d, o, self.device) for d, o in zip(distillers, optimizers)]
         self.teacher = teacher
+        # The teacher map a member reads besides the last one (FitNet's hint layer), computed once for all.
+        hint_layers = {d.teacher_hint_layer for d in distillers if d.teacher_hint_layer is not None}
+        if len(hint_layers) > 1:
+            raise ValueError(f"members read different teacher hint layers {sorted(hint_layers)}; train them apart")
+        self.hint_layer = next(iter(hint_layers), None)
         self.use_graph = bool(cuda_graph) and self.device.type == "cuda"
         self.warmup, self.amp = warmup, amp
         self.use_streams = streams and len(self.members) > 1
@@ -140,8 +145,9 @@ class SharedStep:
         static_x.copy_(x)
         static_y.copy_(y)
         if static_t is not None:
-            static_t.features.copy_(teacher_out.features)
-            static_t.logits.copy_(teacher_out.logits)
+            for static, given in zip(static_t, teacher_out):
+                if static is not None:
+                    static.copy_(given)
         self.graph.replay()
         self.replays += 1
         for member in self.members:
@@ -172,7 +178,7 @@ class SharedStep:
         if teacher_out is not None or self.teacher is None:
             return teacher_out
         with self._autocast():
-            return self.teacher(x)  # FrozenTeacher: no_grad, features + logits
+            return self.teacher(x, self.hint_layer)  # FrozenTeacher: no_grad, features + logits (+ hint map)
 
     def _body(self, x: Tensor, y: Tensor, teacher_out: TeacherOutputs | None, set_to_none: bool) -> None:
         teacher_out = self._teacher_out(x, teacher_out)
@@ -209,8 +215,8 @@ class SharedStep:
         """Record one step on static copies of this batch (recording runs nothing: `__call__` replays)."""
         self.graph = None  # frees the previous graph's memory pool (an lr change)
         static_x, static_y = torch.empty_like(x), torch.empty_like(y)
-        static_t = None if teacher_out is None else TeacherOutputs(torch.empty_like(teacher_out.features),
-                                                                    torch.empty_like(teacher_out.logits))
+        static_t = None if teacher_out is None else TeacherOutputs(
+            *(None if t is None else torch.empty_like(t) for t in teacher_out))
         if self.use_streams and not self._streams:
             self._streams = [torch.cuda.Stream(self.device) for _ in self.members]
         for member in self.members:
@@ -234,5 +240,5 @@ def run_epoch(step: SharedStep, batches, device: torch.device, memory_format=tor
         x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         y = y.to(device, non_blocking=True)
         if teacher_out is not None:
-            teacher_out = TeacherOutputs(teacher_out.features.to(device), teacher_out.logits.to(device))
+            teacher_out = TeacherOutputs(*(None if t is None else t.to(device) for t in teacher_out))
         step(x, y, teacher_out)

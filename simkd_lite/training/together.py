@@ -1,10 +1,11 @@
 """The paper's comparison row in one run: several students, one teacher forward per batch.
 
-    results = distill_together(["vanilla", "kd", "fitnet", "simkd"], "resnet8x4", teacher, bundle, config, "runs/row")
-    # runs/row/<method>/{last.pt, best.pt, results.json} (+ student.pt for SimKD), as if each ran alone
+    histories = fit_together({"simkd": simkd, "kd": kd}, train_set, test_set, config, {"simkd": out_a, "kd": out_b})
+    # each folder gets last.pt / best.pt as if its student ran alone; `experiments.jobs.distill_together`
+    # builds the students and writes their results.json (the CLI's `demo --together`)
 
 Why it is the same as four separate runs: a run's batches and augmentation depend only on (seed,
-epoch) (`trainer.make_batches`), every student is built after `seed_everything(seed)` exactly as
+epoch) (`loop.make_batches`), every student is built after `seed_everything(seed)` exactly as
 `jobs.distill_student` builds it, and each has its own optimizer, schedule, BatchNorm statistics
 and checkpoints. What is shared is what is identical anyway: the batch (drawn and augmented once)
 and the frozen teacher's outputs for it (computed once instead of once per student).
@@ -16,10 +17,8 @@ Not supported (yet): `--resume` of a joint run, and DDP.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -27,12 +26,13 @@ import torch
 from tqdm.auto import tqdm
 
 from simkd_lite.checkpoints import atomic_save
-from simkd_lite.distillers import Distiller, FrozenTeacher, create_distiller
-from simkd_lite.engine import distributed as ddp
-from simkd_lite.engine.fast import prepare_teacher
-from simkd_lite.engine.graphed import SharedStep, graph_unsupported, run_epoch
-from simkd_lite.engine.runtime import seed_everything, select_device
-from simkd_lite.engine.trainer import (TrainConfig, TrainingDivergedError, _checkpoint, _quiet, make_batches,
+from simkd_lite.distillers import Distiller, FrozenTeacher
+from simkd_lite.training import distributed as ddp
+from simkd_lite.training.teacher_prep import prepare_teacher
+from simkd_lite.training.graphed import SharedStep, graph_unsupported, run_epoch
+from simkd_lite.training.metrics import write_metrics_csv
+from simkd_lite.training.runtime import seed_everything, select_device
+from simkd_lite.training.loop import (TrainConfig, TrainingDivergedError, _checkpoint, _quiet, make_batches,
                                        make_optimizer, make_scheduler, materialize, predict, top1)
 
 
@@ -75,7 +75,9 @@ def fit_together(distillers: dict[str, Distiller], train_set, test_set, config: 
         distiller.to(memory_format=memory_format)
 
     test_x, test_y = test_tensors if test_tensors is not None else materialize(test_set)
-    feeder = next((d for d in distillers.values() if d.teacher is not None), distillers[names[0]])
+    # The batches carry what every member needs from the teacher: a hint map too when one asks for it.
+    feeder = next((d for d in distillers.values() if d.teacher_hint_layer is not None),
+                  next((d for d in distillers.values() if d.teacher is not None), distillers[names[0]]))
     batches = make_batches(feeder, train_set, config, device, gpu_augment, train_tensors, teacher_cache, say)
     optimizers = [make_optimizer([p for p in distillers[n].parameters() if p.requires_grad], config) for n in names]
     schedulers = [make_scheduler(optimizer, config, len(batches)) for optimizer in optimizers]
@@ -91,6 +93,7 @@ def fit_together(distillers: dict[str, Distiller], train_set, test_set, config: 
     outs = {n: Path(outs[n]) for n in names} if outs else {}
     histories: dict[str, list[dict]] = {n: [] for n in names}
     best = {n: 0.0 for n in names}
+    best_epoch: dict[str, int | None] = {n: None for n in names}
 
     for epoch in tqdm(range(config.epochs), desc="+".join(names), disable=_quiet(progress), unit="epoch"):
         started = time.perf_counter()
@@ -125,63 +128,18 @@ def fit_together(distillers: dict[str, Distiller], train_set, test_set, config: 
                       "seconds": train_seconds + time.perf_counter() - evaluated}
             histories[name].append(record)
             improved = test_acc is not None and test_acc > best[name]
-            best[name] = max(best[name], test_acc or 0.0)
+            if improved:
+                best[name], best_epoch[name] = test_acc, epoch + 1
             if last_path is not None:
-                state = _checkpoint(distiller, optimizer, scheduler, epoch + 1, best[name], histories[name], config,
-                                    (metas or {}).get(name, {}))
-                atomic_save(state, last_path)
-                if improved:
+                state = _checkpoint(distiller, optimizer, scheduler, epoch + 1, best[name], best_epoch[name],
+                                    histories[name], config, (metas or {}).get(name, {}))
+                if improved:  # best.pt first: it never lags the record in last.pt
                     atomic_save(state, outs[name] / "best.pt")
+                atomic_save(state, last_path)
+                write_metrics_csv(histories[name], outs[name] / "metrics.csv")
             losses_text = " ".join(f"{k[5:]} {v:.4f}" for k, v in record.items() if k.startswith("loss_"))
             say(f"[{name}] epoch {epoch + 1}/{config.epochs}  {losses_text}  train {record['train_top1']:.2f}%  "
                 + (f"test {test_acc:.2f}%  " if test_acc is not None else "") + f"{record['seconds']:.1f}s")
     say(f"together: {len(names)} students, {step.replays} graph replays, {step.eager_steps} eager steps, "
         f"{step.captures} captures")
     return histories
-
-
-def build_distiller(method: str, student_model: str, teacher_net, info, seed: int, options: dict | None = None):
-    """A distiller built exactly as `jobs.distill_student` builds it (same seed, same draws, same order)."""
-    from simkd_lite.models import create_model
-
-    seed_everything(seed)
-    student = create_model(student_model, info.num_classes, info.in_channels)
-    return create_distiller(method, student, teacher_net if method != "vanilla" else None, **(options or {}))
-
-
-def distill_together(methods, student_model: str, teacher_net, bundle, config: TrainConfig, out: str | Path, *,
-                     options: dict[str, dict] | None = None, log=print, progress=None,
-                     shared: dict | None = None) -> list[dict]:
-    """`jobs.distill_student` for several methods at once; one summary per method, in `methods` order.
-
-    Writes OUT/<method>/{config.json, last.pt, best.pt, results.json} (+ student.pt for SimKD).
-    """
-    from simkd_lite.engine.jobs import on_device_augment, write_config
-    from simkd_lite.models import count_parameters
-
-    out, info = Path(out), bundle.info
-    options = options or {}
-    distillers = {m: build_distiller(m, student_model, teacher_net, info, config.seed, options.get(m)) for m in methods}
-    teacher_name = getattr(teacher_net, "model_name", None)
-    metas = {m: {"model_name": student_model, "dataset": asdict(info),
-                 "teacher_model": teacher_name if distillers[m].needs_teacher else None} for m in methods}
-    for m in methods:
-        write_config(out / m, job="distill", method=m, dataset=info.name, student_model=student_model,
-                     teacher_model=metas[m]["teacher_model"], method_options=options.get(m, {}), train=config,
-                     together=list(methods))
-    started = time.perf_counter()
-    histories = fit_together(distillers, bundle.train, bundle.test, config, {m: out / m for m in methods},
-                             metas=metas, log=log, progress=progress, gpu_augment=on_device_augment(info, config),
-                             **(shared or {}))
-    seconds = time.perf_counter() - started
-    summaries = []
-    for m in methods:
-        distiller = distillers[m]
-        distiller.write_deployable(out / m)
-        summary = {"method": m, "model": student_model, "top1": histories[m][-1]["test_top1"],
-                   "params": distiller.deployed_parameters(),
-                   "extra_params": distiller.deployed_parameters() - count_parameters(distiller.student),
-                   "seconds": round(seconds, 2), "together": list(methods), "history": histories[m]}
-        (out / m / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-        summaries.append({**summary, "distiller": distiller})
-    return summaries

@@ -5,14 +5,22 @@
 - The loop only knows the `Distiller` interface: `forward_train` for the losses, `forward` for the
   prediction head it evaluates (SimKD: projector + teacher head, never the teacher network).
 - `OUT/last.pt` is written atomically after every epoch with everything a resume needs (weights,
-  optimizer, scheduler, RNG states, epoch, history); `OUT/best.pt` when the test top-1 improves.
-  Both use the official layout: `model` is the network's state_dict, `epoch` the completed epochs.
+  optimizer, scheduler, RNG states, epoch, history); `OUT/best.pt` when the test top-1 improves,
+  just before last.pt, so best.pt never lags the record in last.pt.
+  Both use the official layout: `model` is the network's state_dict, `epoch` the completed epochs;
+  both say what they are: `kind` (teacher / student), `method`, `model_name`, `dataset`, and what
+  the method needs to predict (SimKD: projector, teacher head, target size; `Distiller.checkpoint_entries`).
+- The output folder is claimed first (run_folder.py): locked, refused if it holds another run,
+  resumed only with the same settings; `OUT/config.json` describes the run.
+- `OUT/metrics.csv` (one row per epoch) is rewritten from the history after every epoch, so a resumed
+  run continues it without duplicates; `tensorboard=True` also logs to OUT/tensorboard.
 - Without augmentation the training set is turned into tensors once, and teacher outputs can be
   cached once, so teacher-driven students then cost only student compute.
 """
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,21 +34,28 @@ from tqdm.auto import tqdm
 
 from simkd_lite.checkpoints import atomic_save, read_checkpoint
 from simkd_lite.distillers import Distiller, FrozenTeacher, TeacherOutputs
-from simkd_lite.engine import distributed as ddp
-from simkd_lite.engine.fast import (DeviceTensorBatches, GpuAugment, distill_step, maybe_compile, prepare_teacher,
-                                    to_uint8_tensors)
-from simkd_lite.engine.graphed import SharedStep, graph_unsupported, run_epoch
-from simkd_lite.engine.runtime import (epoch_generator, epoch_order, restore_rng_state, rng_state, seed_everything,
+from simkd_lite.training import distributed as ddp
+from simkd_lite.training.device_data import DeviceTensorBatches, GpuAugment, to_uint8_tensors
+from simkd_lite.training.step import distill_step
+from simkd_lite.training.teacher_prep import maybe_compile, prepare_teacher
+from simkd_lite.training.metrics import TensorBoardLog, summarize, write_metrics_csv
+from simkd_lite.training.graphed import SharedStep, graph_unsupported, run_epoch
+from simkd_lite.training.run_folder import claim_run_folder, plain
+from simkd_lite.training.runtime import (epoch_generator, epoch_order, restore_rng_state, rng_state, seed_everything,
                                        select_device)
+from simkd_lite.errors import SimKDLiteError
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(SimKDLiteError, RuntimeError):
     """The loss became NaN or infinite; the message names where and the last good checkpoint."""
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a run; saved as `OUT/config.json` and inside each checkpoint."""
+    """Everything that defines a run; saved as `OUT/config.json` and inside each checkpoint.
+
+    Checked when built (also by `dataclasses.replace`): a bad value raises a ValueError naming it.
+    """
 
     epochs: int = 240
     batch_size: int = 64
@@ -56,20 +71,32 @@ class TrainConfig:
     cache_teacher: bool = False
     seed: int = 0
     device: str | None = None
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 128  # on CPU, batches of 128 scored 2x faster than 1000 (cache-friendly)
     eval_every: int = 1  # test every k epochs (and always after the last one); 0: only after the last
     # Score only the first `eval_subset` test images at the intermediate evaluations (cheap per-epoch
     # curves); the last epoch is always scored on the full test set. None: the full set every time.
     eval_subset: int | None = None
     num_workers: int = 0
-    # Speed-ups: each one switchable, none changes results beyond float tolerance (tests/test_fast.py).
+    tensorboard: bool = False  # also log every epoch to OUT/tensorboard (optional `tensorboard` package)
+    # Speed-ups, each switchable. All but `amp` change results only within float tolerance
+    # (tests/test_fast.py); `amp` (bf16) changes them beyond it, so no recipe turns it on by default.
     fold_bn: bool = True  # the frozen teacher with BatchNorm folded into its convs
     channels_last: bool = True  # NHWC memory format for teacher, student and inputs
     compile_teacher: bool = False  # torch.compile the teacher forward (one-off cost, logged)
     compile_student: bool = False  # torch.compile the student's training step
-    amp: bool = False  # bf16 autocast on CUDA only (on this project's CPUs bf16 is ~9x slower)
+    amp: bool = False  # bf16 autocast on CUDA only: changes the numbers (on this project's CPUs also ~9x slower)
     device_data: bool = True  # augmentation: uint8 data on the device (GPU or CPU), crop/flip/normalise in batches
-    cuda_graph: bool = False  # CUDA only: replay each full-batch step from a CUDA graph (engine/graphed.py)
+    cuda_graph: bool = False  # CUDA only: replay each full-batch step from a CUDA graph (training/graphed.py)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if self.eval_every < 0 or self.num_workers < 0:
+            raise ValueError(f"eval_every and num_workers must be >= 0, got {self.eval_every}, {self.num_workers}")
 
 
 # ------------------------------------------------------------------------------------ data
@@ -84,10 +111,14 @@ def materialize(dataset: Dataset, batch_size: int = 1024) -> tuple[Tensor, Tenso
 
 @torch.no_grad()
 def cache_teacher_outputs(teacher: FrozenTeacher, images: Tensor, device: torch.device,
-                          batch_size: int = 1000) -> TeacherOutputs:
-    """One frozen-teacher pass over fixed images; the result is reused every epoch."""
-    outs = [teacher(images[i:i + batch_size].to(device)) for i in range(0, len(images), batch_size)]
-    return TeacherOutputs(torch.cat([o.features for o in outs]).cpu(), torch.cat([o.logits for o in outs]).cpu())
+                          batch_size: int = 1000, hint_layer: int | None = None) -> TeacherOutputs:
+    """One frozen-teacher pass over fixed images; the result is reused every epoch.
+
+    With `hint_layer` (FitNet's) the map at that index of the official feature list is cached too.
+    """
+    outs = [teacher(images[i:i + batch_size].to(device), hint_layer) for i in range(0, len(images), batch_size)]
+    hint = torch.cat([o.hint for o in outs]).cpu() if hint_layer is not None else None
+    return TeacherOutputs(torch.cat([o.features for o in outs]).cpu(), torch.cat([o.logits for o in outs]).cpu(), hint)
 
 
 class TensorBatches:
@@ -103,7 +134,7 @@ class TensorBatches:
     def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor, TeacherOutputs | None]]:
         order = epoch_order(len(self.labels), self.seed, epoch)
         for idx in order.split(self.batch_size):
-            cached = TeacherOutputs(self.teacher.features[idx], self.teacher.logits[idx]) if self.teacher else None
+            cached = self.teacher.select(idx) if self.teacher else None
             yield self.images[idx], self.labels[idx], cached
 
 
@@ -154,7 +185,7 @@ def make_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
 
 # ------------------------------------------------------------------------------ evaluation
 @torch.inference_mode()
-def predict(model: Callable[[Tensor], Tensor], images: Tensor, device: torch.device, batch_size: int = 1000) -> Tensor:
+def predict(model: Callable[[Tensor], Tensor], images: Tensor, device: torch.device, batch_size: int = 128) -> Tensor:
     """Logits (N, num_classes) for in-memory images, in eval mode, batch by batch."""
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
@@ -172,11 +203,16 @@ def top1(logits: Tensor, labels: Tensor) -> float:
 
 
 # ------------------------------------------------------------------------------ checkpoints
-def _checkpoint(distiller: Distiller, optimizer, scheduler, epoch: int, best_acc: float, history: list,
-                config: TrainConfig, meta: dict) -> dict:
-    """Official layout (`model`, `epoch`, `best_acc`; `proj` for SimKD) plus what a resume needs."""
+def _checkpoint(distiller: Distiller, optimizer, scheduler, epoch: int, best_acc: float, best_epoch: int | None,
+                history: list, config: TrainConfig, meta: dict) -> dict:
+    """Official layout (`model`, `epoch`, `best_acc`; `proj` for SimKD) plus identity and what a resume needs.
+
+    Identity: `kind` ("teacher" / "student"), `method`, `model_name`, `dataset` (name, classes,
+    channels, image size, ...), and the method's own entries for prediction (SimKD: `proj`, `simkd`).
+    """
     extras = {k: v for k, v in distiller.state_dict().items() if not k.startswith("student.")}
-    state = {"model": distiller.student.state_dict(), "epoch": epoch, "best_acc": best_acc, **meta,
+    state = {"model": distiller.student.state_dict(), "epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch,
+             "kind": "student" if distiller.needs_teacher else "teacher", **meta,
              "method": distiller.method, "extras": extras, "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "rng": rng_state(), "history": history, "config": asdict(config)}
     state.update(distiller.checkpoint_entries())
@@ -208,29 +244,61 @@ def make_batches(distiller: Distiller, train_set: Dataset, config: TrainConfig, 
                              pin_memory=device.type == "cuda")
     train_x, train_y = train_tensors if train_tensors is not None else materialize(train_set)
     cached = teacher_cache if distiller.teacher is not None else None
-    if cached is None and config.cache_teacher and distiller.teacher is not None:
+    hint_layer = distiller.teacher_hint_layer
+    if cached is not None and hint_layer is not None and cached.hint is None:
+        cached = None  # a shared cache without this method's hint map: cache again, with it
+    if cached is None and (config.cache_teacher or teacher_cache is not None) and distiller.teacher is not None:
         start = time.perf_counter()
-        cached = cache_teacher_outputs(distiller.teacher, train_x, device, config.eval_batch_size)
-        say(f"cached teacher outputs for {len(train_x)} images in {time.perf_counter() - start:.1f}s")
+        cached = cache_teacher_outputs(distiller.teacher, train_x, device, config.eval_batch_size, hint_layer)
+        hint = f" (+ hint layer {hint_layer})" if hint_layer is not None else ""
+        say(f"cached teacher outputs{hint} for {len(train_x)} images in {time.perf_counter() - start:.1f}s")
     return TensorBatches(train_x, train_y, cached, config.batch_size, config.seed)
 
 
 # -------------------------------------------------------------------------------- the loop
 def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: TrainConfig,
-        out_dir: str | Path | None = None, *, resume: bool = False, meta: dict | None = None,
-        progress: bool | None = None, log: Callable[[str], None] | None = print,
-        test_tensors: tuple[Tensor, Tensor] | None = None, train_tensors: tuple[Tensor, Tensor] | None = None,
-        teacher_cache: TeacherOutputs | None = None, label: str | None = None,
-        gpu_augment: GpuAugment | None = None) -> list[dict]:
+        out_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
+        meta: dict | None = None, run: dict | None = None, log: Callable[[str], None] | None = print,
+        **options) -> list[dict]:
     """Train `distiller` for `config.epochs` epochs; returns the per-epoch history.
 
-    `meta` is stored in every checkpoint (e.g. `model_name`, `dataset`). With `resume=True` and an
-    existing `OUT/last.pt`, training continues from it exactly; otherwise it starts fresh.
+    `meta` is stored in every checkpoint (e.g. `model_name`, `dataset`). `out_dir` must not hold
+    another run: with `resume=True` an existing `OUT/last.pt` with the same settings is continued
+    exactly (a finished one is reused: nothing trains); `overwrite=True` replaces it; without
+    either it is refused. `run` describes the run in `OUT/config.json` (job, models, method
+    options...); the teacher's weights digest and the training recipe are added to it.
+    Other keyword options: see `_fit`.
+    """
+    if out_dir is None or os.environ.get("RANK", "0") != "0":  # rank 0 alone owns the folder (DDP)
+        return _fit(distiller, train_set, test_set, config, out_dir, resume=resume, meta=meta, log=log, **options)
+    say = (lambda msg: tqdm.write(msg)) if log is print else (log or (lambda msg: None))
+    run = dict(run if run is not None else {"method": distiller.method, **(meta or {})})
+    if distiller.teacher is not None:  # the digest of the weights as given (not of a BN-folded copy)
+        teacher = distiller.teacher
+        teacher.sha256 = getattr(teacher, "sha256", None) or ddp.parameters_digest(teacher.model)
+        run["teacher_sha256"] = teacher.sha256
+    run = plain({**run, "train_images": len(train_set), "test_images": len(test_set), "train": asdict(config)})
+    with claim_run_folder(out_dir, run, resume=resume, overwrite=overwrite, log=say) as resuming:
+        return _fit(distiller, train_set, test_set, config, out_dir, resume=resuming,
+                    meta={**(meta or {}), "run": run}, log=log, **options)
+
+
+def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: TrainConfig,
+         out_dir: str | Path | None = None, *, resume: bool = False, meta: dict | None = None,
+         progress: bool | None = None, log: Callable[[str], None] | None = print,
+         test_tensors: tuple[Tensor, Tensor] | None = None, train_tensors: tuple[Tensor, Tensor] | None = None,
+         teacher_cache: TeacherOutputs | None = None, label: str | None = None,
+         gpu_augment: GpuAugment | None = None) -> list[dict]:
+    """The training loop of `fit`, once the folder is claimed.
+
+    With `resume=True` and an existing `OUT/last.pt`, training continues from it exactly.
     `progress=None` shows tqdm bars only on a terminal or in a notebook.
     `test_tensors`, `train_tensors` and `teacher_cache` let several runs share data prepared once.
     `label` names the run in progress bars and logs (default: the method).
     `gpu_augment` is the batched on-device augmentation used when `config.device_data` (see fast.py);
     datasets without uint8 arrays (or --no-device-data) go through a DataLoader, pinned on CUDA.
+    Every record holds the epoch's `test_top1` (None on epochs that `eval_every` skips); the best
+    one is saved as OUT/best.pt and `engine.metrics.summarize(history)` reports last and best.
     """
     label = label or distiller.method
     device = select_device(config.device)
@@ -248,9 +316,11 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
             f"batch size {config.batch_size} per process")
 
     if distiller.teacher is not None and (config.fold_bn or config.channels_last or config.compile_teacher):
-        distiller.teacher = FrozenTeacher(prepare_teacher(distiller.teacher.model, fold_bn=config.fold_bn,
+        given = distiller.teacher
+        distiller.teacher = FrozenTeacher(prepare_teacher(given.model, fold_bn=config.fold_bn,
                                                           channels_last=config.channels_last,
                                                           compile=config.compile_teacher))
+        distiller.teacher.sha256 = getattr(given, "sha256", None)  # a later fit still names the given weights
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     distiller.to(memory_format=memory_format)
 
@@ -263,13 +333,15 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
     optimizer = make_optimizer([p for p in distiller.parameters() if p.requires_grad], config)
     scheduler, schedule_unit = make_scheduler(optimizer, config, len(batches))
     graphed = _graphed_step(distiller, optimizer, config, device, say)
-    start_epoch, best_acc, history = 0, 0.0, []
+    start_epoch, best_acc, best_epoch, history = 0, 0.0, None, []
     last_path = out / "last.pt" if out else None
     if resume and last_path is not None and last_path.exists():
         checkpoint = read_checkpoint(last_path)
         _restore(distiller, optimizer, scheduler, checkpoint)
         start_epoch, best_acc, history = checkpoint["epoch"], checkpoint["best_acc"], checkpoint["history"]
+        best_epoch = checkpoint.get("best_epoch", summarize(history)["best_epoch"])  # older files lack it
         say(f"resuming from {last_path} after epoch {start_epoch}")
+    board = TensorBoardLog(out / "tensorboard", start_epoch) if config.tensorboard and out and main_process else None
 
     for epoch in tqdm(range(start_epoch, config.epochs), desc=label, disable=_quiet(progress),
                       initial=start_epoch, total=config.epochs, unit="epoch"):
@@ -291,7 +363,7 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
             x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
             y = y.to(device, non_blocking=True)
             if teacher_out is not None:
-                teacher_out = TeacherOutputs(teacher_out.features.to(device), teacher_out.logits.to(device))
+                teacher_out = teacher_out.to(device)
 
             def stop_on_nan(loss: Tensor) -> None:
                 if not torch.isfinite(loss):
@@ -326,17 +398,28 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
                   "test_images": scored if evaluate_now else 0,
                   "seconds": time.perf_counter() - started}
         history.append(record)
-        improved = test_acc is not None and test_acc > best_acc
-        best_acc = max(best_acc, test_acc or 0.0)
+        improved = test_acc is not None and (best_epoch is None or test_acc > best_acc)
+        if improved:
+            best_acc, best_epoch = test_acc, epoch + 1
         if out is not None and main_process:
-            state = _checkpoint(distiller, optimizer, scheduler, epoch + 1, best_acc, history, config, meta or {})
-            atomic_save(state, last_path)
-            if improved:
-                atomic_save(state, out / "best.pt")
+            state = _checkpoint(distiller, optimizer, scheduler, epoch + 1, best_acc, best_epoch, history, config,
+                                meta or {})
+            try:
+                if improved:  # best.pt first: a crash in between leaves it ahead of last.pt, never behind
+                    atomic_save(state, out / "best.pt")
+                atomic_save(state, last_path)
+                write_metrics_csv(history, out / "metrics.csv")  # after last.pt: a resume rewrites it from there
+            except SimKDLiteError as err:  # e.g. a full disk: the previous files are intact
+                kept = f"{last_path} (after epoch {epoch}) is intact" if last_path.exists() else "none was written yet"
+                raise SimKDLiteError(f"{err}; the last good checkpoint {kept}: fix that, then rerun with --resume") from err
+            if board is not None:
+                board.log(record)
         ddp.barrier()
         losses_text = " ".join(f"{k[5:]} {v:.4f}" for k, v in record.items() if k.startswith("loss_"))
         say(f"[{label}] epoch {epoch + 1}/{config.epochs}  {losses_text}  train {record['train_top1']:.2f}%  "
             + (f"test {test_acc:.2f}% ({scored} images)  " if test_acc is not None else "") + f"{record['seconds']:.1f}s")
+    if board is not None:
+        board.close()
     if ddp.is_distributed():
         _record_replica_agreement(distiller, last_path if main_process else None, say)
     return history

@@ -21,13 +21,14 @@ import time
 import torch
 from torch import nn
 
-from simkd_lite.distillers import FrozenTeacher, create_distiller
-from simkd_lite.engine.bench import CIFAR100_MEAN, CIFAR100_STD, _batches, _sync
-from simkd_lite.engine.fast import GpuAugment, prepare_teacher
-from simkd_lite.engine.graphed import SharedStep
-from simkd_lite.engine.profiles import PAPER_METHOD_OPTIONS
-from simkd_lite.engine.runtime import select_device
-from simkd_lite.engine.trainer import TrainConfig, make_optimizer
+from simkd_lite.distillers import FrozenTeacher, create_distiller, get_distiller_class
+from simkd_lite.experiments.bench import CIFAR100_MEAN, CIFAR100_STD, _batches, _sync
+from simkd_lite.training.device_data import GpuAugment
+from simkd_lite.training.teacher_prep import prepare_teacher
+from simkd_lite.training.graphed import SharedStep
+from simkd_lite.experiments.profiles import PAPER_METHOD_OPTIONS
+from simkd_lite.training.runtime import select_device
+from simkd_lite.training.loop import TrainConfig, make_optimizer
 from simkd_lite.models import create_model
 
 TOGETHER = ("vanilla", "kd", "fitnet", "simkd")
@@ -74,8 +75,9 @@ def run_graph_bench(teacher: str | nn.Module, student: str, *, batch_size: int =
         for method in methods:
             torch.manual_seed(seed)
             distiller = create_distiller(method, create_model(student, num_classes, in_channels),
-                                         teacher_net if method != "vanilla" else None,
-                                         **PAPER_METHOD_OPTIONS.get(method, {}))
+                                         teacher_net,
+                                         **PAPER_METHOD_OPTIONS.get(method, {}),
+                                         **get_distiller_class(method).data_options(image_size))
             distiller = distiller.to(dev).to(memory_format=memory_format).train()
             if distiller.teacher is not None:
                 distiller.teacher = shared

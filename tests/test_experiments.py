@@ -55,3 +55,12 @@ def test_teacher_outputs_are_computed_once_and_reused_from_disk(tmp_path, digits
     assert torch.equal(again.teacher_cache.logits, first.teacher_cache.logits)
     identity = {"dataset": "digits", "subset": None, "seed": 1, "images": len(first.train_x), "device": "cpu"}
     assert teacher_cache.cache_path(tmp_path, teacher, identity) != saved[0]  # another seed: another key
+
+
+def test_get_teacher_trains_silently_without_a_log(tmp_path, one_thread):
+    from dataclasses import replace
+
+    exp = Experiment.resolve("digits", runs=tmp_path)
+    exp = replace(exp, teacher_train=replace(exp.teacher_train, epochs=1))
+    teacher = get_teacher(exp, "train")  # no log callback: nothing may call it
+    assert teacher.model_name == exp.teacher_model and teacher.source.endswith(".pt")

@@ -59,7 +59,8 @@ def train_teacher(dataset: str, model_name: str, config: TrainConfig, out: str |
     seed_everything(config.seed)
     model = create_model(model_name, bundle.info.num_classes, bundle.info.in_channels)
     distiller = create_distiller("vanilla", model)
-    log(f"train-teacher: {model_name} on {dataset} ({len(bundle.train)} train images) | {describe(config)}")
+    if log:
+        log(f"train-teacher: {model_name} on {dataset} ({len(bundle.train)} train images) | {describe(config)}")
     meta = {"kind": "teacher", "model_name": model_name, "dataset": asdict(bundle.info)}
     run = {"job": "train-teacher", "dataset": dataset, "model": model_name, "train_subset": train_subset}
     history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, overwrite=overwrite, meta=meta,

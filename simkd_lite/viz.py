@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 METHOD_ORDER = ("teacher", "vanilla", "kd", "fitnet", "simkd")
 METHOD_LABELS = {"teacher": "Teacher", "vanilla": "Vanilla", "kd": "KD", "fitnet": "FitNet", "simkd": "SimKD"}
@@ -51,6 +52,7 @@ def training_curves(histories: dict[str, list[dict]], metric: str = "test_top1",
         ax.plot(*zip(*points), marker="o", label=METHOD_LABELS.get(method, method), color=colors[method])
     if teacher_top1 is not None:
         ax.axhline(teacher_top1, color="black", linestyle="--", linewidth=1, label="teacher")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     label = metric.replace("_", " ") + (" (%)" if "top1" in metric else "")
     images = sorted({h["test_images"] for hs in histories.values() for h in hs if h.get("test_images")})

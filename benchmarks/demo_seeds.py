@@ -74,7 +74,8 @@ def markdown(data: dict) -> str:
              f"Machine: {data['machine']}. Command: `{data['command']}`.",
              f"Top-1 in % on the full test set{scale}; mean ± sample standard deviation over the seeds; "
              "deployed parameters (SimKD: encoder + projector + the teacher's classifier). "
-             "Wall seconds of the whole `simkd-lite demo` process, start-up included.", ""]
+             "Wall seconds of the whole `simkd-lite demo` process, start-up included."]
+    lines += [f"**Conditions:** {data['note']}", ""] if data.get("note") else [""]
     header = ["", *[f"seed {s}" for s in seeds], f"mean ± std ({len(seeds)} seeds)", "deployed params"]
     lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
 
@@ -104,6 +105,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, help="passed to `simkd-lite demo --threads` (default: torch's choice)")
     p.add_argument("--out", default=str(HERE))
     p.add_argument("--runs", default="runs/demo_seeds")
+    p.add_argument("--note", default="", help="a sentence on the conditions (e.g. a busy machine), kept in the table")
     p.add_argument("--merge", nargs="+", metavar="JSON",
                    help="build the table from the rows of earlier demo_seeds.json files (e.g. seeds run separately)")
     args = p.parse_args(argv)
@@ -119,7 +121,7 @@ def main(argv=None) -> None:
         command = "python benchmarks/demo_seeds.py --seeds " + " ".join(map(str, args.seeds)) \
             + (f" --threads {args.threads}" if args.threads else "")
     images = {r["test_images"] for r in rows}
-    data = {"dataset": args.dataset, "machine": machine, "command": command, "seeds": args.seeds,
+    data = {"dataset": args.dataset, "machine": machine, "command": command, "note": args.note, "seeds": args.seeds,
             "test_images": images.pop() if len(images) == 1 else None, "rows": rows, "summary": summarise(rows)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -392,24 +392,24 @@ def test_paper_code_path_on_the_cifar_fixture_teacher_and_simkd_student(tmp_path
 
 def test_demo_train_teacher_distils_from_best_pt(tmp_path, monkeypatch):
     """`demo --train-teacher` hands the students OUT/teacher/best.pt, as the official scripts use *_best.pth."""
-    from simkd_lite.experiments import demo
+    from simkd_lite.experiments import demo, jobs
 
     seen = {}
 
     class Stop(Exception):
         pass
 
-    def fake_train_teacher(dataset, model, config, out, **kwargs):
+    def fake_train_teacher(dataset, model, config, out, **kwargs):  # the job the experiment API calls
         seen["teacher_lr"] = config.lr
-        return {"top1": 90.0, "best_top1": 95.0, "best_epoch": 3}
+        return {"top1": 90.0, "best_top1": 95.0, "best_epoch": 3, "checkpoint": str(out / "best.pt")}
 
-    def fake_load_teacher(teacher, dataset, teacher_model=None, log=print, *, trust=False):
-        seen["teacher"] = teacher
+    def fake_get_teacher(exp, source=None, **kwargs):
+        seen["teacher"] = source
         raise Stop
 
-    monkeypatch.setattr(demo, "train_teacher", fake_train_teacher)
-    monkeypatch.setattr(demo, "load_teacher", fake_load_teacher)
+    monkeypatch.setattr(jobs, "train_teacher", fake_train_teacher)
+    monkeypatch.setattr(demo, "get_teacher", fake_get_teacher)
     with pytest.raises(Stop):
         demo.run_demo("digits", "quick", tmp_path, train_new_teacher=True, log=lambda m: None, figures=False)
-    assert seen["teacher"] == tmp_path / "teacher" / "best.pt"
+    assert seen["teacher"] == str(tmp_path / "teacher" / "best.pt")
     assert seen["teacher_lr"] == get_profile("quick", "digits").teacher.lr

@@ -124,16 +124,16 @@ def train_teacher(exp: Experiment, out: str | Path | None = None, *, model: str 
     (`top1` last, `best_top1`, `best_epoch`, `checkpoint` = OUT/best.pt, ...).
     """
     model = model or exp.teacher_model
-    recipe = get_profile(exp.profile, exp.dataset)
-    config = replace(recipe.teacher_config(model), seed=exp.seed, device=exp.device,
-                     **{k: v for k, v in overrides.items() if v is not None})
+    # exp.teacher_train is the profile's teacher recipe (plus any edit of it); another model gets its own
+    recipe = exp.teacher_train if model == exp.teacher_model else get_profile(exp.profile, exp.dataset).teacher_config(model)
+    config = replace(recipe, seed=exp.seed, device=exp.device, **{k: v for k, v in overrides.items() if v is not None})
     if out is None:
         train = asdict(config)
         train.pop("device", None)
         digest = hashlib.sha256(json.dumps(train, sort_keys=True, default=str).encode()).hexdigest()[:8]
         out = exp.runs_root / f"teacher_{exp.dataset}_{model}_e{config.epochs}_s{exp.seed}_{digest}"
     return jobs.train_teacher(exp.dataset, model, config, out, data_root=exp.data_root, resume=resume,
-                              overwrite=overwrite, log=log, progress=progress)
+                              overwrite=overwrite, log=log or (lambda message: None), progress=progress)
 
 
 def get_teacher(exp: Experiment, source: str | Path | None = None, *, teacher_model: str | None = None,

@@ -120,10 +120,14 @@ def fit_together(distillers: dict[str, Distiller], train_set, test_set, config: 
                 scheduler.step()
             last_epoch = epoch + 1 == config.epochs
             evaluate_now = last_epoch or (config.eval_every > 0 and (epoch + 1) % config.eval_every == 0)
-            test_acc = top1(predict(distiller, test_x, device, config.eval_batch_size), test_y) if evaluate_now else None
+            # as in `fit`: intermediate scores may use the first `eval_subset` test images, the last uses all
+            scored = len(test_y) if last_epoch or not config.eval_subset else min(config.eval_subset, len(test_y))
+            test_acc = top1(predict(distiller, test_x[:scored], device, config.eval_batch_size),
+                            test_y[:scored]) if evaluate_now else None
             record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                       **{f"loss_{k}": v / seen for k, v in sums.items()},
                       "train_top1": 100.0 * correct / seen, "test_top1": test_acc,
+                      "test_images": scored if evaluate_now else 0,
                       # the shared training time of the epoch (all students) + this student's test pass
                       "seconds": train_seconds + time.perf_counter() - evaluated}
             histories[name].append(record)

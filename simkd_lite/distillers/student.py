@@ -67,14 +67,22 @@ class SimKDStudent(nn.Module):
         if saved.get("format") != FILE_FORMAT:
             raise ValueError(f"{path} is not a SimKDStudent file (format {saved.get('format')!r}). "
                              "For an official SimKD checkpoint use SimKDStudent.from_official(...).")
-        student = create_model(saved["student_model"], saved["num_classes"], saved["in_channels"])
-        load_weights(student, saved["model"], saved["student_model"])
-        projector = SimKDProjector(saved["student_channels"], saved["teacher_channels"], saved["factor"])
-        load_weights(projector, saved["proj"], "SimKD projector")
-        teacher_head = nn.Linear(saved["teacher_channels"], saved["num_classes"])
-        teacher_head.load_state_dict(saved["head"])
-        return cls(student, projector, teacher_head, saved["teacher_feature_size"], saved["teacher_model"],
-                   saved.get("dataset")).eval()
+        return cls._rebuild(saved["student_model"], saved["in_channels"], saved["model"], saved["proj"],
+                            {k: saved[k] for k in ("student_channels", "teacher_channels", "factor", "num_classes")},
+                            saved["head"], saved["teacher_feature_size"], saved["teacher_model"], saved.get("dataset"))
+
+    @classmethod
+    def _rebuild(cls, student_model: str, in_channels: int, student_state, proj_state, sizes: Mapping[str, int],
+                 head_state, target_size: int | None, teacher_model: str | None, dataset: dict | None) -> "SimKDStudent":
+        """Student + projector + teacher head from their state_dicts; `sizes`: student_channels,
+        teacher_channels, factor, num_classes."""
+        student = create_model(student_model, sizes["num_classes"], in_channels)
+        load_weights(student, student_state, student_model)
+        projector = SimKDProjector(sizes["student_channels"], sizes["teacher_channels"], sizes["factor"])
+        load_weights(projector, proj_state, "SimKD projector")
+        teacher_head = nn.Linear(sizes["teacher_channels"], sizes["num_classes"])
+        teacher_head.load_state_dict(head_state)
+        return cls(student, projector, teacher_head, target_size, teacher_model, dataset).eval()
 
     @classmethod
     def from_training_checkpoint(cls, checkpoint: Mapping[str, Any]) -> "SimKDStudent":
@@ -88,15 +96,8 @@ class SimKDStudent(nn.Module):
         if not isinstance(info, Mapping) or "proj" not in checkpoint:
             raise ValueError("This is not a SimKD training checkpoint of ours (no 'proj' and 'simkd' entries).")
         state = extract_state_dict(checkpoint)
-        name = checkpoint["model_name"]
-        student = create_model(name, info["num_classes"], infer_in_channels(state))
-        load_weights(student, state, name)
-        projector = SimKDProjector(info["student_channels"], info["teacher_channels"], info["factor"])
-        load_weights(projector, checkpoint["proj"], "SimKD projector")
-        teacher_head = nn.Linear(info["teacher_channels"], info["num_classes"])
-        teacher_head.load_state_dict(info["head"])
-        return cls(student, projector, teacher_head, info["target_size"], info["teacher_model"],
-                   checkpoint.get("dataset")).eval()
+        return cls._rebuild(checkpoint["model_name"], infer_in_channels(state), state, checkpoint["proj"], info,
+                            info["head"], info["target_size"], info["teacher_model"], checkpoint.get("dataset"))
 
     @classmethod
     def from_official(cls, student_checkpoint: str | os.PathLike | Mapping[str, Any],

@@ -20,15 +20,8 @@ from torch import Tensor, nn
 
 from simkd_lite.checkpoints import atomic_save, read_checkpoint
 from simkd_lite.distillers import FrozenTeacher, TeacherOutputs
+from simkd_lite.experiments.pretrained import sha256
 from simkd_lite.training.loop import cache_teacher_outputs
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cache_path(root: Path, teacher: nn.Module, identity: dict) -> Path | None:
@@ -36,7 +29,7 @@ def cache_path(root: Path, teacher: nn.Module, identity: dict) -> Path | None:
     source = getattr(teacher, "source", None)
     if not source or not Path(source).is_file():
         return None
-    key = json.dumps({"teacher_sha256": _file_digest(Path(source)), **identity}, sort_keys=True, default=str)
+    key = json.dumps({"teacher_sha256": sha256(Path(source)), **identity}, sort_keys=True, default=str)
     name = f"{getattr(teacher, 'model_name', 'teacher')}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
     return Path(root) / "teacher_outputs" / name
 

@@ -241,7 +241,7 @@ def _config(recipe_config, args):
 
 
 def summary_of(result: dict) -> dict:
-    """The last / best / best-epoch part of a job's result, for `engine.metrics.describe`."""
+    """The last / best / best-epoch part of a job's result, for `training.metrics.describe`."""
     return {"last_top1": result["top1"], "best_top1": result.get("best_top1"), "best_epoch": result.get("best_epoch")}
 
 

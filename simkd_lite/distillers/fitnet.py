@@ -7,7 +7,7 @@ with the SimKD repository's protocol (`--distill hint -c 1 -d 1 -b 100 --hint_la
 (`model.forward_feature_list`; index 1 is the first residual stage's output, 64x32x32 for both
 ResNet-32x4 and ResNet-8x4), and the regressor is the official `ConvReg`. The student predicts
 with its own classifier. RepDistiller's protocol (`-r 1 -a 0 -b 100`, hint layer 2: no KD term)
-is a different recipe with different published numbers; see `engine.profiles`.
+is a different recipe with different published numbers; see `experiments.profiles`.
 """
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ Both sides train the same models from the same initial weights on the same rando
 augmented by the same on-device crop + flip + normalise call, so the ratio isolates the model path:
 
 train, fast      : `prepare_teacher` (folded BN, channels_last, optional torch.compile) forward_features
-                   under no_grad -> `SimKDDistiller.forward_train` -> SGD step, via `fast.distill_step`
-                   (the loop body of `trainer.fit`); student + projector in channels_last when enabled.
+                   under no_grad -> `SimKDDistiller.forward_train` -> SGD step, via `step.distill_step`
+                   (the loop body of `loop.fit`); student + projector in channels_last when enabled.
 train, baseline  : the official loop: plain eval teacher (NCHW, BN unfolded), full forward under no_grad;
                    full student forward (logits computed, unused); projector; MSE; SGD.
 infer, fast      : the deployed `SimKDStudent` (encoder -> projector -> teacher head), BN folded,

@@ -160,7 +160,7 @@ def build_distiller(method: str, student_model: str, teacher_net, info, seed: in
 def distill_together(methods, student_model: str, teacher_net, bundle, config: TrainConfig, out: str | Path, *,
                      options: dict[str, dict] | None = None, log=print, progress=None,
                      shared: dict | None = None) -> list[dict]:
-    """`jobs.distill_student` for several methods at once; one summary per method, in `methods` order.
+    """`experiments.jobs.distill_student` for several methods at once; one summary per method, in `methods` order.
 
     Writes OUT/<method>/{config.json, last.pt, best.pt, results.json} (+ student.pt for SimKD).
     """

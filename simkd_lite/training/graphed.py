@@ -8,7 +8,7 @@
 What one call does, for every member (a distiller with its own optimizer):
     teacher forward under no_grad (ONCE per batch, shared by all members) ->
     forward_train -> total loss -> zero_grad -> backward -> optimizer.step -> loss / accuracy sums
-exactly the loop body of `trainer.fit` (`fast.distill_step`), in the same order, with the same optimizer.
+exactly the loop body of `loop.fit` (`step.distill_step`), in the same order, with the same optimizer.
 
 Why a graph: at the official batch size 64 a SimKD step is a few hundred small kernels, and the GPU
 waits on Python and on kernel launches more than it computes. A CUDA graph records the launches once
@@ -69,7 +69,7 @@ class _Member:
 
     def step(self, x: Tensor, y: Tensor, teacher_out: TeacherOutputs | None, *, set_to_none: bool,
              autocast) -> None:
-        """The loop body of `trainer.fit` for this member, plus on-device sums (no host sync)."""
+        """The loop body of `loop.fit` for this member, plus on-device sums (no host sync)."""
         with autocast():
             logits, losses = self.distiller.forward_train(x, y, teacher_out)
             loss = total_loss(losses)

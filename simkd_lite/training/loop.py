@@ -298,7 +298,7 @@ def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tr
     `gpu_augment` is the batched on-device augmentation used when `config.device_data` (see fast.py);
     datasets without uint8 arrays (or --no-device-data) go through a DataLoader, pinned on CUDA.
     Every record holds the epoch's `test_top1` (None on epochs that `eval_every` skips); the best
-    one is saved as OUT/best.pt and `engine.metrics.summarize(history)` reports last and best.
+    one is saved as OUT/best.pt and `training.metrics.summarize(history)` reports last and best.
     """
     label = label or distiller.method
     device = select_device(config.device)

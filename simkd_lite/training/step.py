@@ -38,7 +38,7 @@ def teacher_outputs(teacher: nn.Module, x: Tensor) -> TeacherOutputs:
 def distill_step(forward_train: Callable, x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer, *,
                  teacher: nn.Module | None = None, teacher_out: TeacherOutputs | None = None, amp: bool = False,
                  guard: Callable[[Tensor], None] | None = None) -> tuple[Tensor, dict[str, Tensor], Tensor]:
-    """One optimisation step: the loop body of `trainer.fit`, also timed by `bench`.
+    """One optimisation step: the loop body of `loop.fit`, also timed by `bench`.
 
     `forward_train` is a distiller's `forward_train` (or its DDP wrapper). Teacher outputs come from
     `teacher_out` (cached), else from `teacher` (e.g. a `prepare_teacher` result) under no_grad, else

@@ -6,7 +6,7 @@
 
 Why it is the same as four separate runs: a run's batches and augmentation depend only on (seed,
 epoch) (`loop.make_batches`), every student is built after `seed_everything(seed)` exactly as
-`jobs.distill_student` builds it, and each has its own optimizer, schedule, BatchNorm statistics
+`experiments.jobs.distill_student` builds it, and each has its own optimizer, schedule, BatchNorm statistics
 and checkpoints. What is shared is what is identical anyway: the batch (drawn and augmented once)
 and the frozen teacher's outputs for it (computed once instead of once per student).
 `tests/test_together.py` checks that each student's weights equal its separate run's.

@@ -192,3 +192,20 @@ def test_cifar_archive_with_wrong_md5_is_rejected(tmp_path):
         archive.add(folder, arcname=folder.name)  # right layout, but not the official archive
     with pytest.raises(DatasetNotFoundError, match="md5"):
         load_dataset("cifar10", root=tmp_path)
+
+
+def test_materialize_fast_path_gives_the_transforms_bits(tmp_path):
+    """uint8 arrays normalised in one step == the dataset's own ToTensor + Normalize, image by image."""
+    from torch.utils.data import DataLoader, Subset
+
+    from simkd_lite.training.loop import _normalized_uint8, materialize
+
+    write_cifar_fixture(tmp_path, "cifar100", n_train=120, n_test=40)
+    bundle = load_dataset("cifar100", root=tmp_path, augment=False, download=False)
+    for dataset in (bundle.test, Subset(bundle.train, [5, 3, 99, 0])):
+        slow = [torch.cat(column) for column in zip(*DataLoader(dataset, batch_size=7))]
+        assert _normalized_uint8(dataset) is not None
+        fast = materialize(dataset)
+        assert torch.equal(fast[0], slow[0]) and torch.equal(fast[1], slow[1])
+    augmented = load_dataset("cifar100", root=tmp_path, augment=True, download=False)
+    assert _normalized_uint8(augmented.train) is None  # random crops: the slow path, image by image

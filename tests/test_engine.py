@@ -15,6 +15,7 @@ from simkd_lite.data import load_dataset
 from simkd_lite.distillers import Distiller, create_distiller
 from simkd_lite.experiments.profiles import get_profile, profile_table
 from simkd_lite.training.loop import TrainConfig, TrainingDivergedError, fit
+from simkd_lite.training.metrics import summarize
 from simkd_lite.models import create_model
 
 TINY = TrainConfig(epochs=3, batch_size=64, lr=0.05, schedule="onecycle", augment=False, cache_teacher=True)
@@ -185,3 +186,13 @@ def test_eval_subset_scores_a_fixed_prefix_then_the_full_test_set(tmp_path, digi
     assert history[-1]["test_top1"] == pytest.approx(top1(predict(distiller, test_x, torch.device("cpu")), test_y))
     # epoch 1 scored 50 images: its accuracy is a whole number of them (a multiple of 2 %)
     assert (history[0]["test_top1"] * 50 / 100) == pytest.approx(round(history[0]["test_top1"] * 50 / 100))
+    # best compares whole-test-set scores only: here that is the last epoch, whatever epoch 1 scored
+    summary = summarize(history)
+    assert summary["best_epoch"] == 2 and summary["best_top1"] == history[-1]["test_top1"]
+    assert read_checkpoint(tmp_path / "best.pt")["epoch"] == 2
+
+
+def test_best_ignores_subset_scores_even_when_higher():
+    history = [{"epoch": 1, "test_top1": 99.0, "test_images": 50}, {"epoch": 2, "test_top1": 90.0, "test_images": 500},
+               {"epoch": 3, "test_top1": 95.0, "test_images": 50}, {"epoch": 4, "test_top1": 91.0, "test_images": 500}]
+    assert summarize(history) == {"last_top1": 91.0, "best_top1": 91.0, "best_epoch": 4, "epochs": 4}

@@ -212,8 +212,11 @@ def prepare_data(exp: Experiment, teacher: nn.Module | None = None) -> PreparedD
         if teacher is not None and config.cache_teacher:
             where = cache_path(exp.runs_root, teacher, {"dataset": exp.dataset, "subset": exp.train_subset,
                                                         "seed": exp.seed, "images": len(data.train_x),
-                                                        "device": device.type})
-            data.teacher_cache = teacher_outputs(teacher, data.train_x, device, where)
+                                                        "device": device.type, "fold_bn": config.fold_bn,
+                                                        "channels_last": config.channels_last})
+            data.teacher_cache = teacher_outputs(teacher, data.train_x, device, where, fold_bn=config.fold_bn,
+                                                 channels_last=config.channels_last,
+                                                 batch_size=config.eval_batch_size)
     return data
 
 

@@ -6,8 +6,9 @@ and logits on them. `prepare_data` computes them once per process; this module a
 same teacher file on the same kind of device loads them instead of running the teacher again.
 
 The key covers everything the outputs depend on: the teacher file's bytes (sha256), the data set, the
-training subset and its seed, the number of images and the device type. (The CPU thread count changes
-the last bits of the outputs, not their meaning; it is not part of the key.)
+training subset and its seed, the number of images, the device type and how the teacher was prepared
+(BN folding, memory layout). (The CPU thread count changes the last bits of the outputs, not their
+meaning; it is not part of the key.)
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from simkd_lite.checkpoints import atomic_save, read_checkpoint
 from simkd_lite.distillers import FrozenTeacher, TeacherOutputs
 from simkd_lite.experiments.pretrained import sha256
 from simkd_lite.training.loop import cache_teacher_outputs
+from simkd_lite.training.teacher_prep import prepare_teacher
 
 
 def cache_path(root: Path, teacher: nn.Module, identity: dict) -> Path | None:
@@ -34,13 +36,21 @@ def cache_path(root: Path, teacher: nn.Module, identity: dict) -> Path | None:
     return Path(root) / "teacher_outputs" / name
 
 
-def teacher_outputs(teacher: nn.Module, images: Tensor, device: torch.device, path: Path | None) -> TeacherOutputs:
-    """Load the outputs from `path` when it exists, else compute them (one teacher pass) and save them there."""
+def teacher_outputs(teacher: nn.Module, images: Tensor, device: torch.device, path: Path | None, *,
+                    fold_bn: bool = True, channels_last: bool = True, batch_size: int = 256) -> TeacherOutputs:
+    """Load the outputs from `path` when it exists, else compute them (one teacher pass) and save them there.
+
+    The pass uses the same prepared teacher as training does (`prepare_teacher`: BN folded into the
+    convolutions, channels_last), about twice as fast on a CPU as the plain module; `path`'s key
+    must name these settings, since they change the last bits of the outputs.
+    """
     if path is not None and path.exists():
         saved = read_checkpoint(path)
         if saved["features"].shape[0] == len(images):
             return TeacherOutputs(saved["features"], saved["logits"])
-    outputs = cache_teacher_outputs(FrozenTeacher(teacher.to(device)), images, device)
+    prepared = prepare_teacher(teacher.to(device), fold_bn=fold_bn, channels_last=channels_last,
+                               example_input=images[:2].to(device))
+    outputs = cache_teacher_outputs(FrozenTeacher(prepared), images, device, batch_size)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_save({"features": outputs.features, "logits": outputs.logits}, path)

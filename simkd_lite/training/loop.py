@@ -29,7 +29,8 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torchvision import transforms
 from tqdm.auto import tqdm
 
 from simkd_lite.checkpoints import atomic_save, read_checkpoint
@@ -101,7 +102,15 @@ class TrainConfig:
 
 # ------------------------------------------------------------------------------------ data
 def materialize(dataset: Dataset, batch_size: int = 1024) -> tuple[Tensor, Tensor]:
-    """All (image, label) pairs of a deterministic dataset as two tensors (N, C, H, W), (N,)."""
+    """All (image, label) pairs of a deterministic dataset as two tensors (N, C, H, W), (N,).
+
+    A torchvision dataset whose transform is just ToTensor + Normalize is converted in one vectorised
+    step from its uint8 array (the same float operations, so the same bits, ~50x faster than going
+    image by image through PIL); anything else goes through its own transform.
+    """
+    fast = _normalized_uint8(dataset)
+    if fast is not None:
+        return fast
     xs, ys = [], []
     for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         xs.append(x)
@@ -398,7 +407,8 @@ def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tr
                   "test_images": scored if evaluate_now else 0,
                   "seconds": time.perf_counter() - started}
         history.append(record)
-        improved = test_acc is not None and (best_epoch is None or test_acc > best_acc)
+        # only whole-test-set scores compete for best (an `eval_subset` score is another test set)
+        improved = test_acc is not None and scored == len(test_y) and (best_epoch is None or test_acc > best_acc)
         if improved:
             best_acc, best_epoch = test_acc, epoch + 1
         if out is not None and main_process:
@@ -454,6 +464,25 @@ def _uint8_tensors(dataset: Dataset) -> tuple[Tensor, Tensor] | None:
         return to_uint8_tensors(dataset)
     except TypeError:  # e.g. digits, which stores float images
         return None
+
+
+def _normalized_uint8(dataset: Dataset) -> tuple[Tensor, Tensor] | None:
+    """`materialize`'s fast path: (uint8 / 255 - mean) / std when that is all the transform does."""
+    base = dataset
+    while isinstance(base, Subset):
+        base = base.dataset
+    steps = getattr(getattr(base, "transform", None), "transforms", None)
+    if (getattr(base, "target_transform", None) is not None or steps is None or len(steps) != 2
+            or type(steps[0]) is not transforms.ToTensor or type(steps[1]) is not transforms.Normalize):
+        return None
+    raw = _uint8_tensors(dataset)
+    if raw is None:
+        return None
+    images, labels = raw
+    normalize = steps[1]
+    mean = torch.as_tensor(normalize.mean, dtype=torch.float32).view(-1, 1, 1)
+    std = torch.as_tensor(normalize.std, dtype=torch.float32).view(-1, 1, 1)
+    return images.float().div(255).sub(mean).div(std), labels
 
 
 def _quiet(progress: bool | None) -> bool | None:

@@ -22,8 +22,13 @@ BEST_ON_TEST_NOTE = ("'best' picks the epoch by its test score (model selection 
 
 
 def summarize(history: list[dict]) -> dict:
-    """Last and best test top-1 of a run, and the epoch of the best (None where nothing was scored)."""
-    scored = [h for h in history if h.get("test_top1") is not None]
+    """Last and best test top-1 of a run, and the epoch of the best (None where nothing was scored).
+
+    Only scores on the whole test set compete for best: with `eval_subset`, the intermediate epochs
+    score the first few test images, and a best taken across two test sets would mean nothing.
+    """
+    full = max((h.get("test_images", 0) for h in history), default=0)
+    scored = [h for h in history if h.get("test_top1") is not None and h.get("test_images", full) == full]
     best = max(scored, key=lambda h: h["test_top1"], default=None)  # the first epoch of a tie, as `>` in fit
     return {"last_top1": history[-1]["test_top1"] if history else None,
             "best_top1": best["test_top1"] if best else None,

@@ -131,7 +131,8 @@ def fit_together(distillers: dict[str, Distiller], train_set, test_set, config: 
                       # the shared training time of the epoch (all students) + this student's test pass
                       "seconds": train_seconds + time.perf_counter() - evaluated}
             histories[name].append(record)
-            improved = test_acc is not None and test_acc > best[name]
+            improved = (test_acc is not None and scored == len(test_y)  # whole-test-set scores only, as in `fit`
+                        and (best_epoch[name] is None or test_acc > best[name]))
             if improved:
                 best[name], best_epoch[name] = test_acc, epoch + 1
             if last_path is not None:

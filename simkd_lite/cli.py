@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--together", action=argparse.BooleanOptionalAction, default=False,
                       help="train the four students together: one teacher forward per batch, the same batches, "
                            "each student's math unchanged (default: one after another)")
+    demo.add_argument("--stack-students", action="store_true",
+                      help="with --together: run the students' encoders as one batched network (torch.func.vmap, "
+                           "grouped convolutions; the same math to float tolerance). Not yet timed on a GPU "
+                           "against the default (one CUDA stream per student): see benchmarks/README.md")
 
     teacher = add("train-teacher", "Train a teacher with cross-entropy; writes OUT/last.pt and OUT/best.pt.")
     _common(teacher)
@@ -255,7 +259,8 @@ def cmd_demo(args) -> None:
     results = run_demo(args.dataset, args.profile, args.out, data_root=args.data_root, seed=args.seed,
                        device=args.device, epochs=args.epochs, teacher=args.teacher, teacher_model=args.teacher_model,
                        train_new_teacher=args.train_teacher, student_model=args.student, log=_log(args),
-                       together=args.together, progress=False if args.quiet else None, overwrite=args.overwrite,
+                       together=args.together, stack_students=args.stack_students,
+                       progress=False if args.quiet else None, overwrite=args.overwrite,
                        trust=args.trust_checkpoint,
                        speedups={k: getattr(args, k) for k in (*SPEEDUPS, "tensorboard")
                                  if getattr(args, k) is not None})

@@ -70,7 +70,8 @@ def test_graph_bench_reports_simkd_alone_and_the_four_student_row():
 
     result = run_graph_bench("resnet8", "resnet8_w8", batch_size=8, steps=1, image_size=16, num_classes=10)
     assert result["graphed"] is False  # CPU: the same step, eagerly
-    assert result["simkd_images_per_s"] > 0 and result["together_ratio"] > 0
+    assert result["simkd_images_per_s"] > 0 and result["together_ratio"] > 0 and result["stacked_ratio"] > 0
     assert result["together_methods"] == ["vanilla", "kd", "fitnet", "simkd"]
     bench = run_bench("resnet8", "resnet8_w8", **TINY)
-    assert "4 students together" in graph_table({**bench, "graphed": result})
+    table = graph_table({**bench, "graphed": result})
+    assert "4 students together" in table and "4 students, stacked" in table

@@ -63,3 +63,14 @@ def test_demo_writes_the_results_schema_and_figures(tmp_path, digits_teacher):
     assert simkd["extra_params"] > 0 and simkd["params"] == results["students"][0]["params"] + simkd["extra_params"]
     for figure in ("accuracy.png", "curves.png", "features.png"):
         assert (tmp_path / figure).stat().st_size > 10_000
+
+
+def test_demo_together_with_stacked_students(tmp_path, digits_teacher):
+    """`demo --together --stack-students`: one joint run with the encoders batched; a run per method."""
+    run_cli("demo", "--dataset", "digits", "--teacher", str(digits_teacher), "--epochs", "1", "--out", str(tmp_path),
+            "--quiet", "--threads", "1", "--together", "--stack-students")
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [s["method"] for s in results["students"]] == ["vanilla", "kd", "fitnet", "simkd"]
+    assert all(json.loads((tmp_path / m / "config.json").read_text())["stacked"] for m in ("vanilla", "simkd"))
+    refused = run_cli("demo", "--dataset", "digits", "--out", str(tmp_path / "alone"), "--stack-students", check=False)
+    assert refused.returncode != 0 and "add --together" in refused.stderr

@@ -1,4 +1,5 @@
 """The comparison row in one run: each student trained together equals its own separate run."""
+import copy
 import json
 from dataclasses import replace
 
@@ -62,13 +63,14 @@ def _compare(separate, together, exact):
                 pytest.approx([h["loss_" + next(iter(k[5:] for k in h if k.startswith("loss_")))] for h in hs], rel=1e-3)
 
 
-def _run(digits, config, tmp_path, device="cpu"):
+def _run(digits, config, tmp_path, device="cpu", stack=False):
     config = replace(config, device=device)
     teacher = _teacher()
     separate = [distill_student(m, "resnet8_w8", teacher, digits, config, tmp_path / "separate" / m,
                                 options=PAPER_METHOD_OPTIONS.get(m, {}), log=None, progress=False) for m in METHODS]
     together = distill_together(METHODS, "resnet8_w8", teacher, digits, config, tmp_path / "together",
-                                options={m: PAPER_METHOD_OPTIONS.get(m, {}) for m in METHODS}, log=None, progress=False)
+                                options={m: PAPER_METHOD_OPTIONS.get(m, {}) for m in METHODS}, log=None, progress=False,
+                                stack=stack)
     return separate, together
 
 
@@ -76,6 +78,93 @@ def _run(digits, config, tmp_path, device="cpu"):
 def test_students_trained_together_equal_their_separate_runs_on_cpu(digits, tmp_path, name):
     separate, together = _run(digits, CONFIGS[name], tmp_path)
     _compare(separate, together, exact=True)  # CPU, one thread: bitwise the same weights and histories
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_stacked_students_equal_their_separate_runs_on_cpu(tmp_path, name):
+    """One batched encoder for all four students (grouped convolutions): the same weights to float tolerance.
+
+    A few steps (one epoch of 5 batches): a grouped convolution rounds differently, and this training
+    amplifies rounding fast (measured: two separate vanilla runs of the full 2 epochs, one and two CPU
+    threads, end 16% apart in a BatchNorm bias), so a longer comparison would test that, not stacking.
+    """
+    few_steps = load_dataset("digits", train_subset=320, seed=0)
+    separate, together = _run(few_steps, replace(CONFIGS[name], epochs=1), tmp_path, stack=True)
+    _compare(separate, together, exact=False)
+    simkd = next(s["distiller"] for s in together if s["method"] == "simkd")
+    assert simkd.student.get_classifier().weight.grad is None  # SimKD never trains its own head, as alone
+    storages = {p.untyped_storage().data_ptr() for s in together for p in s["distiller"].student.parameters()}
+    assert len(storages) == sum(len(list(s["distiller"].student.parameters())) for s in together)  # unstacked
+    for summary in together:  # a checkpoint holds this student's weights only, not the whole stack
+        folder = tmp_path / "together" / summary["method"]
+        model = read_checkpoint(folder / "last.pt")["model"]
+        assert all(t.untyped_storage().nbytes() == t.numel() * t.element_size() for t in model.values())
+    assert json.loads((tmp_path / "together" / "kd" / "config.json").read_text())["stacked"] is True
+
+
+def test_stacking_refuses_students_it_cannot_batch():
+    from simkd_lite.training.stacked import StackedStudents, stacking_unsupported
+
+    assert "one student" in stacking_unsupported([create_model("resnet8", 10, 1)])
+    assert "differ" in stacking_unsupported([create_model("resnet8", 10, 1), create_model("resnet14", 10, 1)])
+    assert "not a zoo model" in stacking_unsupported([torch.nn.Linear(2, 2)] * 2)
+
+    own = create_model("resnet8", 10, 1)
+
+    class OwnForward(type(own)):
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    own.__class__ = OwnForward  # the same weights, a forward of its own
+    assert "forward_stages" in stacking_unsupported([own, own])
+    assert stacking_unsupported([create_model("MobileNetV2", 10, 3), create_model("MobileNetV2", 10, 3)]) is None
+    with pytest.raises(ValueError, match="cannot stack"):
+        StackedStudents([create_model("resnet8", 10, 1), create_model("resnet8", 100, 1)])
+
+
+def test_stacked_forward_equals_each_students_own():
+    from simkd_lite.training.stacked import StackedStudents
+
+    torch.manual_seed(0)
+    students = [create_model("resnet8_w8", 10, 1) for _ in range(3)]
+    copies = [copy.deepcopy(s) for s in students]
+    x = torch.randn(16, 1, 8, 8)
+    stack = StackedStudents(students)
+    with stack.reading(x):
+        outputs = [s.forward_feature_list(x) for s in students]
+    for (maps, logits), alone in zip(outputs, copies):
+        alone_maps, alone_logits = alone.forward_feature_list(x)  # train mode: batch statistics, like the stack
+        assert torch.allclose(logits, alone_logits, atol=1e-5)
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(maps, alone_maps))
+    for student, alone in zip(students, copies):  # BatchNorm running statistics updated per student
+        assert torch.allclose(student.state_dict()["bn1.running_mean"], alone.state_dict()["bn1.running_mean"])
+    assert "forward_stages" not in vars(students[0])  # the slices are read only inside `reading`
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_stacked_gradients_match_float64(digits, channels_last):
+    """The stacked backward is as accurate as a plain float32 one (channels_last students included)."""
+    import torch.nn.functional as F
+
+    from simkd_lite.training.loop import materialize
+    from simkd_lite.training.stacked import StackedStudents
+
+    torch.manual_seed(0)
+    base = create_model("resnet8_w8", 10, 1)
+    x, y = (t[:64] for t in materialize(digits.train))
+    reference = copy.deepcopy(base).double()
+    F.cross_entropy(reference(x.double()), y).backward()
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    students = [copy.deepcopy(base).to(memory_format=layout) for _ in range(2)]
+    stack = StackedStudents(students)
+    x = x.contiguous(memory_format=layout)
+    with stack.reading(x):
+        loss = sum(F.cross_entropy(s(x), y) for s in students)
+    loss.backward()
+    stack.share_grads()
+    for student in students:
+        for p, q in zip(student.parameters(), reference.parameters()):
+            assert ((p.grad.double() - q.grad).norm() / q.grad.norm()).item() < 1e-4
 
 
 def test_together_writes_one_run_per_method(digits, tmp_path):

@@ -8,7 +8,9 @@ normalise there just before the step) and the training engine's own `graphed.Sha
 - simkd alone : one SimKD student (prepared teacher forward + student + projector + MSE + SGD) per step;
 - together    : vanilla, KD, FitNet and SimKD students of the same architecture, one teacher forward per
                 batch (the `paper` profile's method options), each with its own SGD; one step trains all four;
-- together_ratio = time of a joint step / time of a SimKD-alone step (1.0 would make the row free).
+- together_ratio = time of a joint step / time of a SimKD-alone step (1.0 would make the row free);
+- stacked     : the same four students with their encoders run as one batched network
+                (`training/stacked.py`), one member step each for the rest; stacked_ratio likewise.
 With `cuda_graph` on a CUDA device both are replayed from CUDA graphs (the joint one with a stream per
 student); elsewhere they run eagerly, and `graphed` says which.
 """
@@ -70,7 +72,7 @@ def run_graph_bench(teacher: str | nn.Module, student: str, *, batch_size: int =
     shared = FrozenTeacher(prepare_teacher(teacher_net))
     memory_format = torch.channels_last
 
-    def build(methods):
+    def build(methods, stack=False):
         distillers, optimizers = [], []
         for method in methods:
             torch.manual_seed(seed)
@@ -83,10 +85,11 @@ def run_graph_bench(teacher: str | nn.Module, student: str, *, batch_size: int =
                 distiller.teacher = shared
             distillers.append(distiller)
             optimizers.append(make_optimizer([p for p in distiller.parameters() if p.requires_grad], TrainConfig()))
-        return SharedStep(distillers, optimizers, teacher=shared, device=dev, cuda_graph=cuda_graph, amp=amp)
+        return SharedStep(distillers, optimizers, teacher=shared, device=dev, cuda_graph=cuda_graph, amp=amp,
+                          stack=stack)
 
-    rows = {"simkd": ("simkd",), **({"together": TOGETHER} if together else {})}
-    steps_by_row = {name: build(methods) for name, methods in rows.items()}
+    rows = {"simkd": ("simkd",), **({"together": TOGETHER, "stacked": TOGETHER} if together else {})}
+    steps_by_row = {name: build(methods, stack=name == "stacked") for name, methods in rows.items()}
     data = {name: _batches(images, labels, augment, batch_size, seed, dev) for name in rows}
     seconds: dict[str, list[float]] = {name: [] for name in rows}
     for r in range(repeats):  # alternate the rows, as run_bench does, against a shared machine's drift
@@ -100,7 +103,9 @@ def run_graph_bench(teacher: str | nn.Module, student: str, *, batch_size: int =
     if together:
         result.update({"together_methods": list(TOGETHER), "together_step_ms": round(1000 * median["together"], 3),
                        "together_student_images_per_s": round(len(TOGETHER) * batch_size / median["together"], 1),
-                       "together_ratio": round(median["together"] / median["simkd"], 3)})
+                       "together_ratio": round(median["together"] / median["simkd"], 3),
+                       "stacked_step_ms": round(1000 * median["stacked"], 3),
+                       "stacked_ratio": round(median["stacked"] / median["simkd"], 3)})
     return result
 
 
@@ -115,4 +120,7 @@ def graph_table(result: dict) -> str:
     if "together_ratio" in g:
         lines.append(f"  4 students together       {g['together_step_ms']:>8.2f} ms/step = "
                      f"x{g['together_ratio']:.2f} the SimKD-alone step ({', '.join(g['together_methods'])})")
+    if "stacked_ratio" in g:
+        lines.append(f"  4 students, stacked       {g['stacked_step_ms']:>8.2f} ms/step = "
+                     f"x{g['stacked_ratio']:.2f} the SimKD-alone step (encoders as one batched network)")
     return "\n".join(lines)

@@ -39,9 +39,14 @@ def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | 
              data_root: str | Path = "data", seed: int = 0, device: str | None = None, epochs: int | None = None,
              teacher: str | Path | None = None, teacher_model: str | None = None, train_new_teacher: bool = False,
              student_model: str | None = None, methods=DEMO_METHODS, figures: bool = True, log=print,
-             progress=None, speedups: dict | None = None, together: bool = False,
+             progress=None, speedups: dict | None = None, together: bool = False, stack_students: bool = False,
              overwrite: bool = False, trust: bool = False) -> dict:
-    """Run the whole comparison; returns (and writes) the results dict of `OUT/results.json`."""
+    """Run the whole comparison; returns (and writes) the results dict of `OUT/results.json`.
+
+    together: one joint run (`training/together.py`); stack_students: its encoders as one batched network.
+    """
+    if stack_students and not together:
+        raise ValueError("--stack-students batches the students of a joint run: add --together.")
     started = time.perf_counter()
     log = log or (lambda message: None)
     exp = Experiment.resolve(dataset, profile, seed=seed, epochs=epochs, student=student_model, data_root=data_root,
@@ -67,7 +72,7 @@ def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | 
         if together:  # one joint run: the same batches, one teacher forward per batch (training/together.py)
             joint = distill_together(methods, exp.student_model, teacher_net, data.bundle,
                                      replace(config, device=str(data.device)), out, options=options, log=log,
-                                     progress=progress, shared=data.shared(needs_teacher=True))
+                                     progress=progress, shared=data.shared(needs_teacher=True), stack=stack_students)
             students = {s["method"]: s for s in joint}
         else:
             runs = compare(methods, data, teacher_net, out=out, resume=not overwrite, overwrite=overwrite, log=log,

@@ -159,9 +159,10 @@ def build_distiller(method: str, student_model: str, teacher_net, info, seed: in
 
 def distill_together(methods, student_model: str, teacher_net, bundle, config: TrainConfig, out: str | Path, *,
                      options: dict[str, dict] | None = None, log=print, progress=None,
-                     shared: dict | None = None) -> list[dict]:
+                     shared: dict | None = None, stack: bool = False) -> list[dict]:
     """`experiments.jobs.distill_student` for several methods at once; one summary per method, in `methods` order.
 
+    `stack=True`: the students' encoders run as one batched network (`training/stacked.py`).
     Writes OUT/<method>/{config.json, last.pt, best.pt, results.json} (+ student.pt for SimKD).
     """
 
@@ -174,11 +175,11 @@ def distill_together(methods, student_model: str, teacher_net, bundle, config: T
     for m in methods:
         write_config(out / m, job="distill", method=m, dataset=info.name, student_model=student_model,
                      teacher_model=metas[m]["teacher_model"], method_options=options.get(m, {}), train=config,
-                     together=list(methods))
+                     together=list(methods), stacked=stack)
     started = time.perf_counter()
     histories = fit_together(distillers, bundle.train, bundle.test, config, {m: out / m for m in methods},
                              metas=metas, log=log, progress=progress, gpu_augment=on_device_augment(info, config),
-                             **(shared or {}))
+                             stack=stack, **(shared or {}))
     seconds = time.perf_counter() - started
     summaries = []
     for m in methods:

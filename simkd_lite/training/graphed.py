@@ -24,7 +24,8 @@ and replays them with one call. What that needs, and how it is kept exact:
 - no host syncs inside: loss and accuracy are summed on the device (float64) and read once per epoch,
   so a NaN loss is detected at the end of the epoch, not at its step.
 - several members: each member's step is recorded on its own CUDA stream after the shared teacher
-  forward, so the small kernels of different students overlap on the GPU.
+  forward, so the small kernels of different students overlap on the GPU; or, with `stack=True`,
+  students of one architecture run as one batched network (`stacked.py`).
 On CPU (and MPS) there is no graph: the same code runs the members eagerly one after another.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ import torch
 from torch import Tensor
 
 from simkd_lite.distillers import Distiller, TeacherOutputs, total_loss
+from simkd_lite.training.stacked import StackedStudents
 
 
 def graph_unsupported(config, device: torch.device, *, distributed: bool = False) -> str | None:
@@ -76,12 +78,15 @@ class _Member:
         self.optimizer.zero_grad(set_to_none=set_to_none)
         loss.backward()
         self.optimizer.step()
-        with torch.no_grad():
-            for name, value in losses.items():
-                if name not in self.sums:  # created in the eager warm-up, before any capture
-                    self.sums[name] = torch.zeros((), dtype=torch.float64, device=y.device)
-                self.sums[name].add_(value.detach().double() * len(y))
-            self.correct.add_((logits.argmax(1) == y).sum())
+        self.record(logits, losses, y)
+
+    @torch.no_grad()
+    def record(self, logits: Tensor, losses: dict[str, Tensor], y: Tensor) -> None:
+        for name, value in losses.items():
+            if name not in self.sums:  # created in the eager warm-up, before any capture
+                self.sums[name] = torch.zeros((), dtype=torch.float64, device=y.device)
+            self.sums[name].add_(value.detach().double() * len(y))
+        self.correct.add_((logits.argmax(1) == y).sum())
 
 
 class SharedStep:
@@ -96,11 +101,14 @@ class SharedStep:
         different, it creates the momentum buffers).
     streams: record each member on its own CUDA stream inside the graph (several members only).
     amp: bf16 autocast on CUDA (the autocast weight cache is off, as graphs require).
+    stack: run the members' students (one architecture) as one batched network (`stacked.StackedStudents`):
+        one forward and one backward for all encoders, then each member's own optimizer step. Replaces
+        the streams. The students' parameters become views of the stack until `unstack()`.
     """
 
     def __init__(self, distillers: Sequence[Distiller], optimizers: Sequence[torch.optim.Optimizer], *,
                  teacher=None, device: torch.device | str, cuda_graph: bool = True, warmup: int = 3,
-                 streams: bool = True, amp: bool = False):
+                 streams: bool = True, amp: bool = False, stack: bool = False):
         if len(distillers) != len(optimizers) or not distillers:
             raise ValueError("SharedStep needs one optimizer per distiller (and at least one distiller)")
         if warmup < 1:
@@ -115,7 +123,8 @@ class SharedStep:
         self.hint_layer = next(iter(hint_layers), None)
         self.use_graph = bool(cuda_graph) and self.device.type == "cuda"
         self.warmup, self.amp = warmup, amp
-        self.use_streams = streams and len(self.members) > 1
+        self.stack = StackedStudents([d.student for d in distillers]) if stack else None
+        self.use_streams = streams and len(self.members) > 1 and self.stack is None
         self.graph: torch.cuda.CUDAGraph | None = None
         self.captures = 0  # how many times a graph was recorded (1 + one per lr change)
         self.replays = 0
@@ -180,8 +189,17 @@ class SharedStep:
         with self._autocast():
             return self.teacher(x, self.hint_layer)  # FrozenTeacher: no_grad, features + logits (+ hint map)
 
+    def unstack(self) -> None:
+        """End of training with `stack=True`: every student gets its own storage back."""
+        if self.stack is not None:
+            self.stack.unstack()
+            self.stack = None
+
     def _body(self, x: Tensor, y: Tensor, teacher_out: TeacherOutputs | None, set_to_none: bool) -> None:
         teacher_out = self._teacher_out(x, teacher_out)
+        if self.stack is not None:
+            self._stacked_body(x, y, teacher_out, set_to_none)
+            return
         if not (self.use_streams and self._capturing):
             for member in self.members:
                 member.step(x, y, teacher_out, set_to_none=set_to_none, autocast=self._autocast)
@@ -193,6 +211,22 @@ class SharedStep:
                 member.step(x, y, teacher_out, set_to_none=set_to_none, autocast=self._autocast)
         for stream in self._streams:
             main.wait_stream(stream)  # join: every member's step is part of the graph
+
+    def _stacked_body(self, x: Tensor, y: Tensor, teacher_out: TeacherOutputs | None, set_to_none: bool) -> None:
+        """Every member's step with one batched encoder forward and one backward of the summed losses
+        (each student's loss depends only on its own slice, so each gets its own gradient)."""
+        with self._autocast():
+            with self.stack.reading(x):
+                outputs = [m.distiller.forward_train(x, y, teacher_out) for m in self.members]
+            loss = sum(total_loss(losses) for _, losses in outputs)
+        for member in self.members:
+            member.optimizer.zero_grad(set_to_none=set_to_none)
+        self.stack.zero_grad(set_to_none=set_to_none)
+        loss.backward()
+        self.stack.share_grads()
+        for member, (logits, losses) in zip(self.members, outputs):
+            member.optimizer.step()
+            member.record(logits, losses, y)
 
     def _eager(self, x, y, teacher_out, side_stream: bool = False) -> None:
         # Before a graph exists: set_to_none=True, exactly `fit`'s eager step. Afterwards the gradient
@@ -222,6 +256,8 @@ class SharedStep:
         for member in self.members:
             # Gradients are born inside the graph (its memory pool) and rewritten by every replay.
             member.optimizer.zero_grad(set_to_none=True)
+        if self.stack is not None:
+            self.stack.zero_grad(set_to_none=True)
         torch.cuda.synchronize(self.device)
         graph = torch.cuda.CUDAGraph()
         self._capturing = True

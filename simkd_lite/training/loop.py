@@ -188,6 +188,10 @@ def make_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total), "step"
     if config.schedule == "onecycle":
+        if total < 5:  # its warm-up (a quarter of the steps) must span at least one step
+            raise ValueError(f"The onecycle schedule needs at least 5 training steps; this run has {total} "
+                             f"({config.epochs} epoch(s) of {steps_per_epoch} batch(es)): train longer, use a "
+                             f"smaller batch size, or another schedule.")
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=total, pct_start=0.25), "step"
     raise ValueError(f"Unknown schedule {config.schedule!r}: use 'multistep', 'cosine' or 'onecycle'.")
 
@@ -219,13 +223,20 @@ def _checkpoint(distiller: Distiller, optimizer, scheduler, epoch: int, best_acc
     Identity: `kind` ("teacher" / "student"), `method`, `model_name`, `dataset` (name, classes,
     channels, image size, ...), and the method's own entries for prediction (SimKD: `proj`, `simkd`).
     """
-    extras = {k: v for k, v in distiller.state_dict().items() if not k.startswith("student.")}
-    state = {"model": distiller.student.state_dict(), "epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch,
+    extras = _own_storage({k: v for k, v in distiller.state_dict().items() if not k.startswith("student.")})
+    state = {"model": _own_storage(distiller.student.state_dict()), "epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch,
              "kind": "student" if distiller.needs_teacher else "teacher", **meta,
              "method": distiller.method, "extras": extras, "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "rng": rng_state(), "history": history, "config": asdict(config)}
     state.update(distiller.checkpoint_entries())
     return state
+
+
+def _own_storage(state: dict) -> dict:
+    """`state` with every tensor that is a view into a larger storage copied out: torch.save writes a
+    view's whole storage (students trained stacked, `training/stacked.py`, are slices of one tensor)."""
+    return {k: v.clone() if isinstance(v, Tensor) and v.untyped_storage().nbytes() > v.numel() * v.element_size()
+            else v for k, v in state.items()}
 
 
 def _restore(distiller: Distiller, optimizer, scheduler, checkpoint: dict) -> None:

@@ -55,11 +55,14 @@ def _share_teacher(distillers: dict[str, Distiller], config: TrainConfig) -> Fro
 def fit_together(distillers: dict[str, Distiller], train_set, test_set, config: TrainConfig,
                  outs: dict[str, str | Path] | None = None, *, metas: dict[str, dict] | None = None,
                  progress: bool | None = None, log: Callable[[str], None] | None = print,
-                 test_tensors=None, train_tensors=None, teacher_cache=None, gpu_augment=None) -> dict[str, list[dict]]:
+                 test_tensors=None, train_tensors=None, teacher_cache=None, gpu_augment=None,
+                 stack: bool = False) -> dict[str, list[dict]]:
     """Train every distiller of `{name: distiller}` on the same batches; returns {name: history}.
 
     Each history has `fit`'s records; `outs[name]` gets that student's `last.pt` / `best.pt` (official
     layout, `metas[name]` stored in them). The one shared teacher forward per batch is the saving.
+    `stack=True` also runs the students' encoders as one batched network (`training/stacked.py`: the
+    same math to float tolerance; students of one architecture only).
     """
     if ddp.launched_by_torchrun():
         raise ValueError("Training several students together runs on one device; launch it without torchrun.")
@@ -89,7 +92,7 @@ def fit_together(distillers: dict[str, Distiller], train_set, test_set, config: 
     if reason is None:
         torch.backends.cudnn.benchmark = not torch.backends.cudnn.deterministic
     step = SharedStep([distillers[n] for n in names], optimizers, teacher=teacher, device=device,
-                      cuda_graph=reason is None, amp=config.amp)
+                      cuda_graph=reason is None, amp=config.amp, stack=stack)
     outs = {n: Path(outs[n]) for n in names} if outs else {}
     histories: dict[str, list[dict]] = {n: [] for n in names}
     best = {n: 0.0 for n in names}
@@ -147,4 +150,5 @@ def fit_together(distillers: dict[str, Distiller], train_set, test_set, config: 
                 + (f"test {test_acc:.2f}%  " if test_acc is not None else "") + f"{record['seconds']:.1f}s")
     say(f"together: {len(names)} students, {step.replays} graph replays, {step.eager_steps} eager steps, "
         f"{step.captures} captures")
+    step.unstack()  # with stack=True: the students own their weights again
     return histories

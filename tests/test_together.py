@@ -64,10 +64,12 @@ def _compare(separate, together, exact):
 
 
 def _run(digits, config, tmp_path, device="cpu", stack=False):
+    """Each method's separate run (eager: without a CUDA graph), then all of them in one joint run."""
     config = replace(config, device=device)
     teacher = _teacher()
-    separate = [distill_student(m, "resnet8_w8", teacher, digits, config, tmp_path / "separate" / m,
-                                options=PAPER_METHOD_OPTIONS.get(m, {}), log=None, progress=False) for m in METHODS]
+    separate = [distill_student(m, "resnet8_w8", teacher, digits, replace(config, cuda_graph=False),
+                                tmp_path / "separate" / m, options=PAPER_METHOD_OPTIONS.get(m, {}), log=None,
+                                progress=False) for m in METHODS]
     together = distill_together(METHODS, "resnet8_w8", teacher, digits, config, tmp_path / "together",
                                 options={m: PAPER_METHOD_OPTIONS.get(m, {}) for m in METHODS}, log=None, progress=False,
                                 stack=stack)
@@ -182,27 +184,14 @@ def test_together_writes_one_run_per_method(digits, tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_students_trained_together_in_one_cuda_graph_match_separate_runs(digits, tmp_path, deterministic_cuda):
     # separate: eager CUDA runs; together: one graph, one stream per student, a partial last batch each epoch
-    config = CONFIGS["live-teacher"]
-    teacher = _teacher()
-    eager = replace(config, device="cuda", cuda_graph=False)
-    separate = [distill_student(m, "resnet8_w8", teacher, digits, eager, tmp_path / "separate" / m,
-                                options=PAPER_METHOD_OPTIONS.get(m, {}), log=None, progress=False) for m in METHODS]
-    together = distill_together(METHODS, "resnet8_w8", teacher, digits, replace(config, device="cuda"),
-                                tmp_path / "together", options={m: PAPER_METHOD_OPTIONS.get(m, {}) for m in METHODS},
-                                log=None, progress=False)
+    separate, together = _run(digits, CONFIGS["live-teacher"], tmp_path, device="cuda")
     _compare(separate, together, exact=False)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_stacked_students_in_one_cuda_graph_match_separate_runs(tmp_path, deterministic_cuda):
     # separate: eager CUDA runs; together: the stacked step captured in one graph, a partial last batch
-    config = replace(CONFIGS["live-teacher"], epochs=1)
     few_steps = load_dataset("digits", train_subset=330, seed=0)  # 5 full batches of 64 and one of 10
-    teacher = _teacher()
-    eager = replace(config, device="cuda", cuda_graph=False)
-    separate = [distill_student(m, "resnet8_w8", teacher, few_steps, eager, tmp_path / "separate" / m,
-                                options=PAPER_METHOD_OPTIONS.get(m, {}), log=None, progress=False) for m in METHODS]
-    together = distill_together(METHODS, "resnet8_w8", teacher, few_steps, replace(config, device="cuda"),
-                                tmp_path / "together", options={m: PAPER_METHOD_OPTIONS.get(m, {}) for m in METHODS},
-                                log=None, progress=False, stack=True)
+    separate, together = _run(few_steps, replace(CONFIGS["live-teacher"], epochs=1), tmp_path, device="cuda",
+                              stack=True)
     _compare(separate, together, exact=False)

@@ -245,14 +245,6 @@ def check_loss(fn: Callable[[Tensor, Tensor], Tensor]) -> Feedback:
                                 "back-propagates into the projected student map.")
 
 
-def check_all(align_fn, projector_cls, loss_fn) -> list[Feedback]:
-    """Run the three checkers and print one line each; returns the feedback list."""
-    results = [check_alignment(align_fn), check_projector(projector_cls), check_loss(loss_fn)]
-    for result in results:
-        print(result)
-    return results
-
-
 # ------------------------------------------------------------------------------------------ part 4
 def check_logits(fn: Callable[[Tensor, nn.Linear], Tensor]) -> Feedback:
     """`fn(projected_map, teacher_head)` must global-average-pool the map and apply the head, unchanged."""

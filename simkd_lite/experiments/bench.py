@@ -59,6 +59,21 @@ def _throughput(step: Callable[[], int], steps: int, device: torch.device) -> fl
     return images / (time.perf_counter() - started)
 
 
+def _alternate(fast: Callable[[], int], base: Callable[[], int] | None, warmup: int, repeats: int, steps: int,
+               device: torch.device) -> tuple[list[float], list[float]]:
+    """Images/s of `fast` and `base` (None: skipped), `repeats` times each, alternating against a shared
+    machine's drift, after `warmup` untimed calls of each."""
+    paths = [fast] + ([base] if base is not None else [])
+    for _ in range(warmup):
+        for path in paths:
+            path()
+    rates: list[list[float]] = [[], []]
+    for _ in range(repeats):
+        for i, path in enumerate(paths):
+            rates[i].append(_throughput(path, steps, device))
+    return rates[0], rates[1]
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -181,15 +196,7 @@ def run_bench(teacher: str | nn.Module, student: str, *, batch_size: int = 64, s
             first_loss.setdefault("baseline", loss.item())
             return len(y)
 
-    train_fast, train_base = [], []
-    for _ in range(warmup):
-        fast_step()
-        if baseline:
-            baseline_step()
-    for _ in range(repeats):
-        train_fast.append(_throughput(fast_step, steps, dev))
-        if baseline:
-            train_base.append(_throughput(baseline_step, steps, dev))
+    train_fast, train_base = _alternate(fast_step, baseline_step if baseline else None, warmup, repeats, steps, dev)
 
     # ---- inference: the deployed student vs the official evaluation path
     deployed = distiller.export().eval()
@@ -216,15 +223,8 @@ def run_bench(teacher: str | nn.Module, student: str, *, batch_size: int = 64, s
                                base_teacher.get_classifier())
             return len(eval_x)
 
-    infer_fast, infer_base = [], []
-    for _ in range(warmup):
-        fast_infer()
-        if baseline:
-            baseline_infer()
-    for _ in range(repeats):
-        infer_fast.append(_throughput(fast_infer, steps, dev))
-        if baseline:
-            infer_base.append(_throughput(baseline_infer, steps, dev))
+    infer_fast, infer_base = _alternate(fast_infer, baseline_infer if baseline else None, warmup, repeats, steps,
+                                        dev)
 
     torch.backends.cudnn.benchmark = cudnn_benchmark
     if prepared.compiled and prepared.compile_seconds is not None:

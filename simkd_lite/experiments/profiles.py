@@ -118,10 +118,6 @@ PROFILES: dict[tuple[str, str], Profile] = {
 }
 
 
-def list_profiles() -> list[str]:
-    return sorted({name for name, _ in PROFILES})
-
-
 def get_profile(profile: str, dataset: str) -> Profile:
     """The recipe for (profile, dataset), with an error that lists what exists."""
     if (profile, dataset) not in PROFILES:

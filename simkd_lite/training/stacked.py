@@ -75,18 +75,16 @@ class StackedStudents:
         self.students = list(students)
         head = {id(p) for p in students[0].get_classifier().parameters()}
         names = [n for n, p in students[0].named_parameters() if id(p) not in head]
-        per_student = [dict(s.named_parameters()) for s in students]
-        self.params: dict[str, Tensor] = {}
-        self._shared: list[list[tuple[nn.Parameter, Tensor]]] = [[] for _ in students]  # (param, stack)
+        self._student_params = [dict(s.named_parameters()) for s in students]
+        self.params: dict[str, Tensor] = {}  # name -> (num_students, *shape), the leaf autograd sees
         with torch.no_grad():
             for name in names:
                 # contiguous: stacked channels_last weights gave gradients 0.5% off under vmap (torch 2.14,
                 # CPU; tests/test_together.py checks the gradients against float64)
-                stack = torch.stack([p[name].detach() for p in per_student]).contiguous().requires_grad_(True)
-                self.params[name] = stack
-                for i, params in enumerate(per_student):
+                stack = torch.stack([p[name].detach() for p in self._student_params]).contiguous()
+                self.params[name] = stack.requires_grad_(True)
+                for i, params in enumerate(self._student_params):
                     params[name].data = stack.detach()[i]  # same Parameter object, data now a view
-                    self._shared[i].append((params[name], stack))
             self.buffers: dict[str, Tensor] = {}
             per_student_buffers = [dict(s.named_buffers()) for s in students]
             for name in per_student_buffers[0]:
@@ -96,7 +94,7 @@ class StackedStudents:
                     buffers[name].data = stack[i]
         # A weightless copy runs the functional forward; the weights always come from the stack.
         self._stages = _Stages(copy.deepcopy(students[0]).to("meta"))
-        self._batched = vmap(self._one_student, in_dims=(0, 0, None), randomness="different")
+        self._batched = vmap(self._one_student, in_dims=(0, 0, None))  # random ops refused: no same-math claim
 
     def _one_student(self, params: dict, buffers: dict, x: Tensor) -> list[Tensor]:
         named = ({f"model.{k}": v for k, v in params.items()}, {f"model.{k}": v for k, v in buffers.items()})
@@ -130,9 +128,9 @@ class StackedStudents:
 
     def share_grads(self) -> None:
         """After backward: each student's stacked parameters get their slice of the stack's gradient."""
-        for i, pairs in enumerate(self._shared):
-            for param, stack in pairs:
-                param.grad = None if stack.grad is None else stack.grad[i]
+        for i, params in enumerate(self._student_params):
+            for name, stack in self.params.items():
+                params[name].grad = None if stack.grad is None else stack.grad[i]
 
     def unstack(self) -> None:
         """Give every student its own storage again (after training: the students are independent)."""

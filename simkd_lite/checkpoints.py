@@ -20,7 +20,6 @@ import io
 import os
 import pickle
 import warnings
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -28,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from simkd_lite.errors import SimKDLiteError, writing
+from simkd_lite.tempfiles import write_atomically
 from simkd_lite.models import create_model, list_models
 
 StateDict = Mapping[str, Tensor]
@@ -50,33 +50,14 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def atomic_write_bytes(data: bytes | memoryview, path: str | os.PathLike) -> Path:
-    """Write `data` to `path` atomically (temp file in the same folder, fsync, rename)."""
-    path = Path(path)
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-            os.replace(tmp, path)  # atomic on POSIX and Windows
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    return path
+    """Write `data` to `path` atomically (our own temporary file in the same folder, fsync, rename;
+    see `simkd_lite.tempfiles`)."""
+    return write_atomically(data, path)
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
     """`Path.write_text`, atomically (see `atomic_write_bytes`)."""
     return atomic_write_bytes(text.encode("utf-8"), path)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save_teacher(path: str | os.PathLike, model: nn.Module, *, model_name: str, epoch: int,
@@ -264,11 +245,12 @@ def load_weights(model: nn.Module, state_dict: StateDict, model_name: str | None
 
 
 def load_model(path_or_checkpoint: str | os.PathLike | Mapping[str, Any], model_name: str | None = None,
-               *, trust: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+               *, trust: bool = False, name_flag: str = "--model") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a zoo model from a checkpoint (ours, official, or a bare state_dict).
 
     The architecture comes from `model_name`, else the checkpoint's `model_name`, else the
-    official folder naming; num_classes and in_channels are read off the weights.
+    official folder naming; num_classes and in_channels are read off the weights. `name_flag` is the
+    CLI flag the error suggests when none of these names it (eval: --model; a teacher: --teacher-model).
     Returns (model in eval mode, the checkpoint's other entries).
     """
     is_path = not isinstance(path_or_checkpoint, Mapping)
@@ -278,8 +260,9 @@ def load_model(path_or_checkpoint: str | os.PathLike | Mapping[str, Any], model_
     if name is None:
         fits = models_that_fit(state_dict)
         hint = f" Its weights fit: {', '.join(fits)}." if fits else ""
-        raise ValueError("Cannot tell which architecture this checkpoint is for: pass the model name "
-                         f"(e.g. --teacher-model resnet32x4).{hint}")
+        where = f"{path_or_checkpoint} holds" if is_path else "This checkpoint holds"
+        raise ValueError(f"{where} a bare state_dict without its architecture's name: pass the model name "
+                         f"({name_flag} NAME, e.g. {name_flag} resnet32x4; Python: model_name=...).{hint}")
     model = create_model(name, num_classes=infer_num_classes(state_dict), in_channels=infer_in_channels(state_dict))
     load_weights(model, state_dict, name)
     meta = {k: v for k, v in checkpoint.items() if k not in ("model", "state_dict", "optimizer")}

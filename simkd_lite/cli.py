@@ -79,6 +79,11 @@ def positive_float(text: str) -> float:
     return value
 
 
+def default_data_root() -> str:
+    """$SIMKD_LITE_DATA, else ./data; an empty $SIMKD_LITE_DATA counts as unset (not as the current folder)."""
+    return os.environ.get("SIMKD_LITE_DATA") or "data"
+
+
 def folder(text: str) -> str:
     """argparse type: a non-empty folder name."""
     if not text.strip():
@@ -139,7 +144,7 @@ def _common(p: argparse.ArgumentParser, *, dataset_default: str = "fashion_mnist
     p.add_argument("--lr", type=positive_float, help="override the profile's learning rate")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    p.add_argument("--data-root", default=os.environ.get("SIMKD_LITE_DATA", "data"),
+    p.add_argument("--data-root", default=default_data_root(),
                    help="dataset folder (default: $SIMKD_LITE_DATA or ./data)")
     p.add_argument("--threads", type=positive_int,
                    help="CPU threads for torch, at most the core count (default: torch's choice; 1 is faster on a busy machine)")
@@ -206,13 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
                                             "(the student predicts through the teacher's classifier)")
     evaluate.add_argument("--teacher-model", help="architecture of that teacher, if its path does not say")
     evaluate.add_argument("--device")
-    evaluate.add_argument("--data-root", default=os.environ.get("SIMKD_LITE_DATA", "data"))
+    evaluate.add_argument("--data-root", default=default_data_root())
     _trust(evaluate)
 
     data = add("data", "List, locate or fetch datasets.")
     data.add_argument("action", choices=["list", "locate", "fetch"])
     data.add_argument("name", nargs="?", help="dataset name (for locate / fetch)")
-    data.add_argument("--data-root", default=os.environ.get("SIMKD_LITE_DATA", "data"))
+    data.add_argument("--data-root", default=default_data_root())
     data.add_argument("--quiet", action="store_true")
 
     add("profiles", "Print the table of recipes (quick and paper).")
@@ -269,7 +274,7 @@ def cmd_demo(args) -> None:
     print(f"results: {Path(args.out) / 'results.json'}; figures: accuracy.png, curves.png, features.png")
 
 
-def _experiment(args):
+def _experiment(args, runs: Path = Path("runs")):
     """The run description for this call: the profile's recipe plus the flags that override it."""
     from simkd_lite.experiments import Experiment
 
@@ -277,12 +282,15 @@ def _experiment(args):
                  if getattr(args, k, None) is not None}
     return Experiment.resolve(args.dataset, args.profile, seed=args.seed, epochs=args.epochs,
                               student=getattr(args, "student", None), data_root=args.data_root, device=args.device,
-                              **overrides), overrides
+                              runs=runs, **overrides), overrides
 
 
 def cmd_train_teacher(args) -> None:
     from simkd_lite.experiments import train_teacher
+    from simkd_lite.training.preflight import check_resumable
 
+    if args.resume:  # the CLI's --resume means "continue the run in OUT": refuse a folder without one
+        check_resumable(args.out)
     exp, overrides = _experiment(args)
     model = args.model or exp.teacher_model
     if args.epochs is not None:
@@ -297,8 +305,11 @@ def cmd_train_teacher(args) -> None:
 def cmd_distill(args) -> None:
     from simkd_lite.distillers import get_distiller_class
     from simkd_lite.experiments import get_teacher, prepare_data, train_student
+    from simkd_lite.training.preflight import check_resumable
 
-    exp, _ = _experiment(args)
+    if args.resume:
+        check_resumable(args.out)
+    exp, _ = _experiment(args, runs=Path(args.out).parent)  # the teacher-output cache lives next to the run
     options = exp.options_for(args.method, factor=args.factor)  # a misspelt method or option fails here
     needs_teacher = get_distiller_class(args.method).needs_teacher
     teacher = get_teacher(exp, args.teacher, teacher_model=args.teacher_model, trust=args.trust_checkpoint,
@@ -353,9 +364,9 @@ def cmd_bench(args) -> None:
         _check_writable_file(Path(args.json), "--json")
     teacher = args.teacher
     if Path(teacher).is_file():  # a checkpoint: benchmark with its architecture and real weights
-        from simkd_lite.checkpoints import load_model
+        from simkd_lite.experiments.loading import load_teacher_network
 
-        teacher, _ = load_model(teacher, trust=args.trust_checkpoint)
+        teacher = load_teacher_network(teacher, None, trust=args.trust_checkpoint)
     from simkd_lite.experiments.bench_graphed import graph_table, run_graph_bench
 
     flags = {k: getattr(args, k) for k in SPEEDUPS if k not in ("device_data", "cuda_graph")

@@ -5,9 +5,12 @@ machine without internet can still get it; we copy those files into ``<root>/Fas
 and let torchvision read them from there.
 
 Nothing half-written ever looks complete: files are copied and unpacked under a temporary name and
-renamed when whole, and every unpacked file is checked against its known size (and its md5 when it
-is made). A truncated or corrupt file (an earlier full disk, a killed copy) is removed and made
-again, with a message.
+renamed when whole. Every unpacked file is checked on every load: its size, its IDX header (magic
+number and dimensions: 60,000 / 10,000 images of 28x28) and, for the small label files, the md5 (so
+a label changed in place, or out of the 0..9 range, cannot pass); each file's md5 is also checked
+when it is made. A truncated or corrupt file (an earlier full disk, a killed copy, an edit) is
+removed and made again from the .gz beside it or Debian's copy, with a message; with no copy to make
+it again from, the load stops with one line naming the file and what is wrong with it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from torchvision import datasets
 
 from simkd_lite.data.core import DatasetInfo, DatasetNotFoundError, image_transforms, register_dataset
 from simkd_lite.errors import SimKDLiteError, describe_os_error, writing
+from simkd_lite.tempfiles import temporary_path
 
 # Where `sudo apt-get install dataset-fashion-mnist` puts the four IDX .gz files.
 # Module-level (read at call time) so tests, or an unusual system, can point it elsewhere.
@@ -38,6 +42,14 @@ FASHION_MNIST_IDX = {
     "train-labels-idx1-ubyte": (60_008, "9018921c3c673c538a1fc5bad174d6f9"),
     "t10k-images-idx3-ubyte": (7_840_016, "8181f5470baa50b63fa0f6fddb340f0a"),
     "t10k-labels-idx1-ubyte": (10_008, "15d484375f8d13e6eb1aabb0c3f46965"),
+}
+
+# (IDX magic number, dimensions) of each file: the header torchvision would otherwise assert on.
+FASHION_MNIST_HEADERS = {
+    "train-images-idx3-ubyte": (2051, (60_000, 28, 28)),
+    "train-labels-idx1-ubyte": (2049, (60_000,)),
+    "t10k-images-idx3-ubyte": (2051, (10_000, 28, 28)),
+    "t10k-labels-idx1-ubyte": (2049, (10_000,)),
 }
 
 # Computed once over all 60,000 train images scaled to [0, 1]: mean 0.28604, std 0.35302.
@@ -75,7 +87,7 @@ def _md5(path: Path) -> str:
 
 def _copy(src: Path, dst: Path) -> None:
     """Copy via a temporary name, so an interrupted copy (a full disk) never looks like the file."""
-    tmp = dst.with_name(dst.name + ".part")
+    tmp = temporary_path(dst)
     try:
         with writing(dst):
             shutil.copyfile(src, tmp)
@@ -87,7 +99,7 @@ def _copy(src: Path, dst: Path) -> None:
 def _gunzip(src: Path, dst: Path) -> bool:
     """Decompress ``src`` to ``dst`` via a temporary file; False (and ``src`` removed) if ``src`` is corrupt
     or does not unpack to the known file."""
-    tmp = dst.with_name(dst.name + ".part")
+    tmp = temporary_path(dst)
     try:
         with writing(dst):
             try:
@@ -109,15 +121,46 @@ def _gunzip(src: Path, dst: Path) -> bool:
         tmp.unlink(missing_ok=True)
 
 
+def idx_problem(path: Path) -> str | None:
+    """What is wrong with the unpacked IDX file `path` (None: nothing): size, header, and for labels the md5."""
+    size, md5 = FASHION_MNIST_IDX[path.name]
+    actual = path.stat().st_size
+    if actual != size:
+        return f"{actual:,} bytes instead of {size:,} (truncated?)"
+    magic, dims = FASHION_MNIST_HEADERS[path.name]
+    with open(path, "rb") as f:
+        header = f.read(4 + 4 * len(dims))
+    found = int.from_bytes(header[:4], "big")
+    shape = tuple(int.from_bytes(header[4 + 4 * i:8 + 4 * i], "big") for i in range(len(dims)))
+    if found != magic or shape != dims:
+        return f"a bad IDX header (magic {found}, dimensions {shape}; expected {magic}, {dims})"
+    if "labels" in path.name:  # small files: check every byte (labels changed in place, or out of 0..9)
+        labels = path.read_bytes()[8:]
+        if max(labels) > 9:
+            return f"labels up to {max(labels)}, outside the 10 classes 0..9"
+        if _md5(path) != md5:
+            return "labels that differ from Fashion-MNIST's (md5 mismatch)"
+    return None
+
+
 def _remove_damaged(raw: Path) -> None:
-    """Unpacked files of the wrong size (truncated by a full disk, say) are removed, to be made again."""
-    for stem, (size, _) in FASHION_MNIST_IDX.items():
+    """Unpacked files that fail `idx_problem` are removed, to be made again from a copy (said on stderr);
+    with no copy to make one from, a one-line error names it (the file is left as it is)."""
+    for stem in FASHION_MNIST_IDX:
         path = raw / stem
-        if path.is_file() and path.stat().st_size != size:
-            _say(f"{path} has {path.stat().st_size:,} bytes instead of {size:,} (truncated?); removed it, "
-                 "making it again")
-            with writing(path, "removing"):
-                path.unlink()
+        if not path.is_file():
+            continue
+        problem = idx_problem(path)
+        if problem is None:
+            continue
+        sources = [p for p in (raw / f"{stem}.gz", DEBIAN_FASHION_MNIST_DIR / f"{stem}.gz") if p.is_file()]
+        if not sources:
+            raise SimKDLiteError(f"{path} is damaged ({problem}) and there is no copy to make it again from "
+                                 f"({stem}.gz, or Debian's dataset-fashion-mnist package): delete it and run "
+                                 "`simkd-lite data fetch fashion_mnist`")
+        _say(f"{path} has {problem}; removed it, making it again from {sources[0]}")
+        with writing(path, "removing"):
+            path.unlink()
 
 
 def ensure_fashion_mnist_files(root: str | Path = "data", download: bool = False) -> bool:

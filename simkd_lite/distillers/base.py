@@ -14,6 +14,7 @@ from typing import Callable, ClassVar
 
 from torch import Tensor, nn
 
+from simkd_lite.distillers.checks import check_finite_weights, check_model
 from simkd_lite.distillers.losses import global_pool
 from simkd_lite.distillers.teacher import FrozenTeacher, TeacherOutputs
 from simkd_lite.models import count_parameters
@@ -38,6 +39,8 @@ def list_methods() -> list[str]:
 
 
 def get_distiller_class(method: str) -> type["Distiller"]:
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a name, one of {', '.join(list_methods())}; got {method!r}")
     if method not in _DISTILLERS:
         close = difflib.get_close_matches(method, list(_DISTILLERS), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -50,6 +53,8 @@ def create_distiller(method: str, student: nn.Module, teacher: nn.Module | None 
     cls = get_distiller_class(method)
     if cls.needs_teacher and teacher is None:
         raise ValueError(f"Method {method!r} distils from a teacher: pass teacher=<model>.")
+    if not cls.needs_teacher and teacher is not None:
+        raise ValueError(f"Method {method!r} learns from the labels alone: it takes no teacher (pass teacher=None).")
     return cls(student, teacher, **options) if cls.needs_teacher else cls(student, **options)
 
 
@@ -72,6 +77,14 @@ class Distiller(nn.Module):
         return {}
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None = None):
+        check_model(student, "student")
+        if teacher is not None:
+            check_model(teacher, "teacher")
+            check_finite_weights(teacher, f"the teacher ({getattr(teacher, 'model_name', type(teacher).__name__)})")
+            if (teacher.num_classes, teacher.in_channels) != (student.num_classes, student.in_channels):
+                raise ValueError(f"the student ({student.num_classes} classes, {student.in_channels} input channels) "
+                                 f"and the teacher ({teacher.num_classes} classes, {teacher.in_channels} input "
+                                 "channels) must see the same images and classes")
         super().__init__()
         self.student = student
         self.teacher = FrozenTeacher(teacher) if teacher is not None else None

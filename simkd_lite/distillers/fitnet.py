@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simkd_lite.distillers.base import Distiller, register_distiller
+from simkd_lite.distillers.checks import check_number, check_whole
 from simkd_lite.distillers.losses import cross_entropy, feature_l2_loss, kd_loss
 
 
@@ -81,6 +82,11 @@ class FitNet(Distiller):
                  ce_weight: float = 1.0, kd_weight: float = 1.0, temperature: float = 4.0,
                  hint_layer: int = 1, image_size: int = 32):
         super().__init__(student, teacher)
+        temperature = check_number("temperature", temperature)
+        hint_weight, ce_weight, kd_weight = (check_number(name, value, strict=False) for name, value in
+                                             (("hint_weight", hint_weight), ("ce_weight", ce_weight),
+                                              ("kd_weight", kd_weight)))
+        hint_layer, image_size = check_whole("hint_layer", hint_layer, minimum=-10), check_whole("image_size", image_size)
         in_channels = student.in_channels
         s_shape = _spatial(feature_list_shapes(student, image_size, in_channels), hint_layer, "student")
         t_shape = _spatial(feature_list_shapes(self.teacher.model, image_size, in_channels), hint_layer, "teacher")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from simkd_lite.distillers.base import Distiller, register_distiller
+from simkd_lite.distillers.checks import check_number
 from simkd_lite.distillers.losses import cross_entropy, kd_loss
 
 
@@ -19,7 +20,9 @@ class KD(Distiller):
     def __init__(self, student: nn.Module, teacher: nn.Module, temperature: float = 4.0,
                  ce_weight: float = 1.0, kd_weight: float = 1.0):
         super().__init__(student, teacher)
-        self.temperature, self.ce_weight, self.kd_weight = temperature, ce_weight, kd_weight
+        self.temperature = check_number("temperature", temperature)  # T <= 0: a NaN loss, or a reversed softmax
+        self.ce_weight = check_number("ce_weight", ce_weight, strict=False)
+        self.kd_weight = check_number("kd_weight", kd_weight, strict=False)
 
     def forward_train(self, x: Tensor, y: Tensor, teacher_out=None):
         teacher_logits = self.teacher_outputs(x, teacher_out).logits

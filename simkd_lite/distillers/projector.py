@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from simkd_lite.distillers.checks import check_whole
 from simkd_lite.distillers.losses import align_feature_maps, feature_l2_loss, global_pool
 
 
@@ -32,7 +33,10 @@ class SimKDProjector(nn.Module):
 
     def __init__(self, student_channels: int, teacher_channels: int, factor: int = 2):
         super().__init__()
-        if factor < 1 or teacher_channels // factor < 1:
+        factor = check_whole("factor", factor)
+        student_channels, teacher_channels = check_whole("student_channels", student_channels), \
+            check_whole("teacher_channels", teacher_channels)
+        if teacher_channels // factor < 1:
             raise ValueError(f"factor={factor} leaves no channels in the bottleneck of a {teacher_channels}-channel "
                              f"teacher: choose 1 <= factor <= {teacher_channels}.")
         self.student_channels, self.teacher_channels, self.factor = student_channels, teacher_channels, factor

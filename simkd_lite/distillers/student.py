@@ -62,11 +62,26 @@ class SimKDStudent(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SimKDStudent":
-        """Rebuild a saved student; no teacher checkpoint is needed."""
+        """Rebuild a saved student; no teacher checkpoint is needed.
+
+        `path`: a `student.pt` (`save`), or a SimKD run's last.pt / best.pt, which hold the same
+        prediction path (`from_training_checkpoint`).
+        """
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"SimKDStudent.load needs the path of a student file (e.g. runs/simkd/student.pt), "
+                            f"got {path!r}")
         saved = read_checkpoint(path)
         if saved.get("format") != FILE_FORMAT:
-            raise ValueError(f"{path} is not a SimKDStudent file (format {saved.get('format')!r}). "
-                             "For an official SimKD checkpoint use SimKDStudent.from_official(...).")
+            if saved.get("method") == "simkd" and "proj" in saved:  # our SimKD training checkpoint
+                return cls.from_training_checkpoint(saved)
+            if "proj" in saved:
+                raise ValueError(f"{path} is an official SimKD student checkpoint: it predicts through its teacher's "
+                                 "classifier, which it does not hold; use SimKDStudent.from_official(path, "
+                                 "teacher_checkpoint, student_model).")
+            what = f"a {saved['method']} {saved.get('kind') or 'model'} checkpoint" if saved.get("method") else \
+                "not a SimKD student (no projector)"
+            raise ValueError(f"{path} is {what}, not a SimKDStudent file: load it with "
+                             "simkd_lite.checkpoints.load_model(path).")
         return cls._rebuild(saved["student_model"], saved["in_channels"], saved["model"], saved["proj"],
                             {k: saved[k] for k in ("student_channels", "teacher_channels", "factor", "num_classes")},
                             saved["head"], saved["teacher_feature_size"], saved["teacher_model"], saved.get("dataset"))

@@ -33,6 +33,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from simkd_lite.errors import SimKDLiteError
+
 from simkd_lite.distillers import SimKDProjector, create_distiller
 from simkd_lite.training.device_data import DeviceTensorBatches, GpuAugment
 from simkd_lite.training.step import autocast_context, distill_step
@@ -131,6 +133,10 @@ def run_bench(teacher: str | nn.Module, student: str, *, batch_size: int = 64, s
     else:
         teacher_net = copy.deepcopy(teacher)
         num_classes = teacher_net.num_classes
+        if teacher_net.in_channels != in_channels:  # its first conv reads teacher.in_channels-channel images
+            raise SimKDLiteError(f"the teacher ({settings['teacher']}) reads {teacher_net.in_channels}-channel images, "
+                                 f"so --in-channels {in_channels} does not fit it: pass --in-channels "
+                                 f"{teacher_net.in_channels}")
     teacher_net = teacher_net.to(dev).eval().requires_grad_(False)
     student_net = create_model(student, num_classes, in_channels).to(dev)
     initial_student = copy.deepcopy(student_net)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -30,6 +30,7 @@ from simkd_lite.experiments.jobs import distill_together, write_config
 from simkd_lite.experiments.runs import Experiment, compare, evaluate, get_teacher, prepare_data, train_teacher
 from simkd_lite.models import count_parameters
 from simkd_lite.training.metrics import BEST_ON_TEST_NOTE
+from simkd_lite.training.preflight import check_folder_accepts
 from simkd_lite.training.run_folder import FolderLock, prepare_folder
 
 DEMO_METHODS = ("vanilla", "kd", "fitnet", "simkd")
@@ -47,11 +48,17 @@ def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | 
     """
     if stack_students and not together:
         raise ValueError("--stack-students batches the students of a joint run: add --together.")
+    if train_new_teacher and teacher is not None:
+        raise ValueError(f"--train-teacher trains a new teacher, --teacher {teacher} names one: choose one of them.")
     started = time.perf_counter()
     log = log or (lambda message: None)
     exp = Experiment.resolve(dataset, profile, seed=seed, epochs=epochs, student=student_model, data_root=data_root,
                              runs=out, device=device, **(speedups or {}))
     out = Path(out)
+    for method in methods:  # before any teacher trains: would a student's folder refuse these settings?
+        check_folder_accepts(out / method, {"method": method, "dataset": dataset, "student_model": exp.student_model,
+                                            "train": asdict(exp.student_train)}, resume=not overwrite,
+                             overwrite=overwrite)
     with FolderLock(prepare_folder(out)):  # one demo at a time in OUT
         config = exp.student_train
         log(f"demo: {profile} profile on {dataset} | student {exp.student_model} x {len(methods)} methods | "

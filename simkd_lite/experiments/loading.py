@@ -22,7 +22,9 @@ from torch import nn
 
 from simkd_lite.checkpoints import load_model, model_name_from_path, read_checkpoint
 from simkd_lite.data.core import DatasetInfo
+from simkd_lite.distillers.checks import check_finite_weights
 from simkd_lite.distillers.student import FILE_FORMAT, SimKDStudent
+from simkd_lite.errors import SimKDLiteError
 
 
 def identify(checkpoint: Mapping) -> dict:
@@ -51,9 +53,10 @@ def _normalise(name: str) -> str:
     return name.lower().replace("-", "_")
 
 
-def check_dataset(recorded: str | None, dataset: str, path, role: str) -> None:
-    """Refuse a checkpoint trained on another data set than `dataset` (files without a record pass)."""
-    if recorded is not None and recorded != _normalise(dataset):
+def check_dataset(recorded: str | None, dataset: str | None, path, role: str) -> None:
+    """Refuse a checkpoint trained on another data set than `dataset` (files without a record, or no
+    `dataset` to check against, pass)."""
+    if recorded is not None and dataset is not None and recorded != _normalise(dataset):
         raise ValueError(f"{path} was trained on {recorded}, but this run uses {dataset}: a {role} only makes "
                          f"sense on its own data set. Pass --dataset {recorded}, or a {role} trained on {dataset}.")
 
@@ -66,10 +69,23 @@ def check_fits(model: nn.Module, info: DatasetInfo, path, role: str) -> None:
                          f"{info.name} ({info.num_classes} classes, {info.in_channels} channels).")
 
 
-def load_teacher_network(path: str | os.PathLike, dataset: str, teacher_model: str | None = None, *,
+def load_teacher_network(path: str | os.PathLike, dataset: str | None, teacher_model: str | None = None, *,
                          trust: bool = False) -> nn.Module:
-    """A teacher network from a teacher checkpoint (ours or official); students of any kind are refused."""
+    """A teacher network from a teacher checkpoint (ours or official); students of any kind are refused.
+
+    `dataset` None: no data set to check the file's record against (e.g. `bench`).
+    """
     checkpoint = read_checkpoint(path, trust=trust)
+    refuse_if_student(checkpoint, path)
+    check_dataset(identify(checkpoint)["dataset"], dataset, path, "teacher")
+    name = teacher_model or checkpoint.get("model_name") or model_name_from_path(path)
+    model, _ = load_model(checkpoint, name, name_flag="--teacher-model")
+    check_finite_weights(model, f"the teacher {path}")
+    return model
+
+
+def refuse_if_student(checkpoint: Mapping, path) -> None:
+    """A checkpoint given as a teacher must be one: students of every kind are named as such."""
     what = identify(checkpoint)
     if what["deployable"]:
         raise ValueError(f"{path} is a deployable SimKD student (encoder + projector + teacher head), not a teacher. "
@@ -82,10 +98,6 @@ def load_teacher_network(path: str | os.PathLike, dataset: str, teacher_model: s
         raise ValueError(f"{path} is a {what['method']} student checkpoint, not a teacher. Pass a teacher: a "
                          "`simkd-lite train-teacher` run's best.pt, the shipped one (no --teacher), or an official "
                          "teacher .pth.")
-    check_dataset(what["dataset"], dataset, path, "teacher")
-    name = teacher_model or checkpoint.get("model_name") or model_name_from_path(path)
-    model, _ = load_model(checkpoint, name)
-    return model
 
 
 def load_predictor(path: str | os.PathLike, info: DatasetInfo, model_name: str | None = None, *,
@@ -116,15 +128,40 @@ def load_predictor(path: str | os.PathLike, info: DatasetInfo, model_name: str |
         student_model = model_name or model_name_from_path(path)
         if student_model is None:
             raise ValueError(f"Cannot tell the student architecture of {path}: pass --model (e.g. resnet8x4).")
-        model = SimKDStudent.from_official(checkpoint, teacher, student_model, teacher_model,
-                                           image_size=info.image_size)
-        described = {"model": "SimKDStudent", "student_model": student_model, "kind": "student", "method": "simkd"}
+        teacher_net = load_teacher_network(teacher, info.name, teacher_model, trust=trust)
+        model = SimKDStudent.from_official(checkpoint, {"model": teacher_net.state_dict()}, student_model,
+                                           teacher_net.model_name, image_size=info.image_size)
+        described = {"model": "SimKDStudent", "student_model": student_model, "kind": "student", "method": "simkd",
+                     "unverified": f"{path} records neither its teacher nor its data set (official files carry no "
+                                   f"such record): that {teacher} is the teacher it was distilled from was checked "
+                                   "only by shapes; another teacher of the same architecture gives a wrong number"}
     else:
         model, _ = load_model(checkpoint, model_name or checkpoint.get("model_name") or model_name_from_path(path))
         described = {"model": model.model_name}
+        if what["dataset"] is None:
+            described["unverified"] = (f"{path} records no data set (an official or older file): only its classes "
+                                       "and input channels were checked against " + info.name)
+    check_finite_weights(model, f"the model in {path}")
+    if isinstance(checkpoint.get("best_acc"), (int, float)) and what["dataset"] is None:
+        described["recorded_best_acc"] = float(checkpoint["best_acc"])
     if not isinstance(model, SimKDStudent):
         check_fits(model, info, path, "model")
     elif model.teacher_head.out_features != info.num_classes:
         raise ValueError(f"{path} predicts {model.teacher_head.out_features} classes; {info.name} has {info.num_classes}.")
     return model.eval(), {"kind": what["kind"], "method": what["method"], **described}
 
+
+
+def check_plausible(result: dict, info: DatasetInfo) -> None:
+    """Refuse a score near chance from a file that records no data set: it was most likely trained on
+    another one (an official digits teacher scored on Fashion-MNIST: 14%), which the file cannot tell."""
+    if "unverified" not in result:
+        return
+    chance = 100.0 / info.num_classes
+    if result["top1"] < 1.5 * chance:
+        recorded = result.get("recorded_best_acc")
+        said = f"; the file records best_acc {recorded:.2f}%" if recorded is not None else ""
+        raise SimKDLiteError(f"{result['checkpoint']} scores {result['top1']:.2f}% on {info.name}, near chance "
+                             f"({chance:.0f}% for {info.num_classes} classes){said}: it was most likely trained on "
+                             "another data set or with other inputs (the file records none, so this cannot be "
+                             "checked); pass the --dataset it was trained on")

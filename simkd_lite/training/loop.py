@@ -41,6 +41,7 @@ from simkd_lite.training.step import distill_step
 from simkd_lite.training.teacher_prep import maybe_compile, prepare_teacher
 from simkd_lite.training.metrics import TensorBoardLog, summarize, write_metrics_csv
 from simkd_lite.training.graphed import SharedStep, graph_unsupported, run_epoch
+from simkd_lite.training.preflight import check_before_claim
 from simkd_lite.training.run_folder import claim_run_folder, plain
 from simkd_lite.training.runtime import (epoch_generator, epoch_order, restore_rng_state, rng_state, seed_everything,
                                        select_device)
@@ -49,6 +50,9 @@ from simkd_lite.errors import SimKDLiteError
 
 class TrainingDivergedError(SimKDLiteError, RuntimeError):
     """The loss became NaN or infinite; the message names where and the last good checkpoint."""
+
+
+MAX_EPOCHS = 100_000
 
 
 @dataclass
@@ -94,6 +98,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        if self.epochs > MAX_EPOCHS:  # (a typo such as 10**23 would otherwise "train" until killed)
+            raise ValueError(f"epochs must be at most {MAX_EPOCHS:,} (the paper's recipe is 240), got {self.epochs}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         if self.eval_every < 0 or self.num_workers < 0:
@@ -298,6 +304,7 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
         teacher.sha256 = getattr(teacher, "sha256", None) or ddp.parameters_digest(teacher.model)
         run["teacher_sha256"] = teacher.sha256
     run = plain({**run, "train_images": len(train_set), "test_images": len(test_set), "train": asdict(config)})
+    check_before_claim(config, len(train_set), out_dir)  # check everything, then touch anything (preflight.py)
     with claim_run_folder(out_dir, run, resume=resume, overwrite=overwrite, log=say) as resuming:
         return _fit(distiller, train_set, test_set, config, out_dir, resume=resuming,
                     meta={**(meta or {}), "run": run}, log=log, **options)

@@ -13,8 +13,9 @@ import csv
 import io
 import math
 import os
-import tempfile
 from pathlib import Path
+
+from simkd_lite.tempfiles import write_atomically
 
 # One sentence, printed wherever a best-epoch number is.
 BEST_ON_TEST_NOTE = ("'best' picks the epoch by its test score (model selection on the test set, as the official "
@@ -60,16 +61,7 @@ def write_metrics_csv(history: list[dict], path: str | os.PathLike) -> Path:
     writer.writeheader()
     for record in history:
         writer.writerow({k: ("" if v is None else v) for k, v in record.items()})
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(buffer.getvalue())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(buffer.getvalue().encode("utf-8"), path, mode=0o644)
 
 
 class TensorBoardLog:

@@ -8,17 +8,28 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
+from simkd_lite.errors import SimKDLiteError
 from simkd_lite.training import distributed as ddp
 
 
 def select_device(requested: str | None = None) -> torch.device:
     """`--device` if given, else the best available: cuda > mps > cpu."""
     if requested:
-        device = torch.device(requested)
+        try:
+            device = torch.device(requested)
+        except (RuntimeError, TypeError):  # torch: "Expected one of cpu, cuda, ... device type at start of ..."
+            raise SimKDLiteError(f"--device {requested} is not a device: use cpu, cuda, cuda:N or mps "
+                                 "(or leave it out for the best available)") from None
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise SimKDLiteError(f"--device {requested}: simkd_lite runs on cpu, cuda or mps, not {device.type}")
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device cuda was requested but no CUDA GPU is visible (torch.cuda.is_available() is False).")
+            raise SimKDLiteError("--device cuda was requested but no CUDA GPU is visible (torch.cuda.is_available() "
+                                 "is False).")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise SimKDLiteError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+                                 f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
         if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError("--device mps was requested but Apple's MPS backend is not available here.")
+            raise SimKDLiteError("--device mps was requested but Apple's MPS backend is not available here.")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")

@@ -31,6 +31,7 @@ from simkd_lite.training import distributed as ddp
 from simkd_lite.training.teacher_prep import prepare_teacher
 from simkd_lite.training.graphed import SharedStep, graph_unsupported, run_epoch
 from simkd_lite.training.metrics import write_metrics_csv
+from simkd_lite.training.preflight import check_before_claim
 from simkd_lite.training.runtime import seed_everything, select_device
 from simkd_lite.training.loop import (TrainConfig, TrainingDivergedError, _checkpoint, _quiet, make_batches,
                                        make_optimizer, make_scheduler, materialize, predict, top1)
@@ -66,6 +67,7 @@ def fit_together(distillers: dict[str, Distiller], train_set, test_set, config: 
     """
     if ddp.launched_by_torchrun():
         raise ValueError("Training several students together runs on one device; launch it without torchrun.")
+    check_before_claim(config, len(train_set), None)  # check everything, then touch anything (preflight.py)
     device = select_device(config.device)
     seed_everything(config.seed)
     say = (lambda msg: tqdm.write(msg)) if log is print else (log or (lambda msg: None))

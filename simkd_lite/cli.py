@@ -92,7 +92,9 @@ def folder(text: str) -> str:
 
 
 RUN_FOLDER_HELP = """output folders: a folder holds one run. A fresh run refuses a folder that holds one (last.pt, best.pt,
-  student.pt or config.json) unless --resume (continue it) or --overwrite (replace it). A folder is locked
+  student.pt or config.json) unless --resume (continue it) or --overwrite (replace it; nothing is deleted
+  before every check passed and the new run wrote its first checkpoint). --resume refuses a folder with
+  nothing to resume, and a run without last.pt. A folder is locked
   while its run trains: a second run into it is refused with the first one's PID. --resume continues
   with the saved settings and refuses, listing them, if anything else differs (recipe, seed, models,
   method options, data set, teacher weights); only --epochs may change, and only with the multistep
@@ -106,7 +108,9 @@ def _run_flags(p: argparse.ArgumentParser, default_out: str) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true",
                        help="continue the run in OUT (same settings; see 'output folders' below)")
-    group.add_argument("--overwrite", action="store_true", help="delete the run OUT holds and start again")
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace the run OUT holds: it is moved aside, deleted once the new run has written "
+                            "its first checkpoint, and put back if the call fails before that")
     p.epilog = RUN_FOLDER_HELP + "\n\n" + p.epilog
 
 
@@ -330,6 +334,8 @@ def cmd_eval(args) -> None:
 
     result = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root, args.model, args.device,
                                  teacher=args.teacher, teacher_model=args.teacher_model, trust=args.trust_checkpoint)
+    if result.get("warning"):  # a number the file cannot have been trained for: refuse it (loading.implausible)
+        raise ValueError(result["warning"])
     print(json.dumps(result, indent=2))
 
 

@@ -476,3 +476,384 @@ def test_the_demo_run_twice_reuses_its_finished_runs(tmp_path, digits_teacher):
     other = run_cli(*demo, "--seed", "5", check=False)
     assert other.returncode == 2
     one_line_error(other.stderr, "train.seed", "--overwrite")
+
+
+# =====================================================================================================
+# Issue 21, "no run lost, second round": one test per case of the issue (data loss, silent wrong,
+# raw tracebacks, smaller). Helpers added by that issue are imported inside the tests, so that this file
+# still collects (and fails case by case) on versions without them.
+# =====================================================================================================
+def folder_state(folder: Path) -> dict:
+    """{name: bytes} of every file under `folder` (what a call must leave as it found it)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def finished_teacher(tmp_path, capsys) -> tuple[Path, list[str]]:
+    """A finished 2-epoch digits teacher run, and the arguments that made it."""
+    out = tmp_path / "ow1"
+    args = ["train-teacher", *DIGITS, "--model", "resnet8_w8", "--epochs", "2", "--out", str(out)]
+    assert cli(capsys, *args)[0] == 0
+    return out, args
+
+
+class Boom(Exception):
+    """A failure inside training, before the first epoch ends."""
+
+
+def failing_step(*args, **kwargs):
+    raise Boom("the first training step failed")
+
+
+# ------------------------------------------------------------------- data loss 1: --overwrite checks first
+@pytest.mark.parametrize("flags", [["--device", "cuda:57"], ["--batch-size", "5000", "--epochs", "1"]],
+                         ids=["device-without-gpu", "onecycle-too-short"])
+def test_r2_01_overwrite_refused_by_a_later_check_deletes_nothing(flags, finished_teacher, capsys):
+    out, args = finished_teacher
+    before = folder_state(out)
+    code, _, err = cli(capsys, *args, *flags, "--overwrite")
+    assert code == 2
+    one_line_error(err, flags[0] if flags[0] == "--device" else "onecycle")
+    assert "replacing" not in err and "moved" not in err  # nothing was touched before the refusal
+    assert folder_state(out) == before
+
+
+def test_r2_01_overwrite_says_so_even_when_quiet_and_replaces_every_file(finished_teacher, capsys):
+    out, args = finished_teacher
+    (out / "metrics.csv").write_text("epoch\n1\n2\n3\n4\n5\n")  # the old run's metrics: must not outlive it
+    code, stdout, err = cli(capsys, *args[:-4], "--epochs", "1", "--out", str(out), "--overwrite")
+    assert code == 0, err
+    assert "--overwrite" in err and str(out) in err and "aside" in err  # on stderr, with --quiet
+    assert read_checkpoint(out / "last.pt")["epoch"] == 1
+    assert (out / "metrics.csv").read_text().count("\n") == 2  # header + the new run's one epoch
+    assert not [p for p in out.iterdir() if p.name.startswith(".simkd-replaced")]  # the old run is gone now
+
+
+def test_r2_01_an_overwrite_that_fails_before_its_first_checkpoint_puts_the_old_run_back(tmp_path, digits, monkeypatch):
+    fit(create_distiller("vanilla", create_model("resnet8_w8", 10, 1)), digits.train, digits.test, TINY, tmp_path,
+        log=None)
+    before = folder_state(tmp_path)
+    monkeypatch.setattr(trainer, "distill_step", failing_step)
+    with pytest.raises(Boom):
+        fit(create_distiller("vanilla", create_model("resnet8_w8", 10, 1)), digits.train, digits.test,
+            replace(TINY, lr=0.01), tmp_path, overwrite=True, log=None)
+    assert folder_state(tmp_path) == before
+
+
+def test_r2_01_an_overwrite_killed_before_its_first_checkpoint_is_undone_by_the_next_call(tmp_path, digits, capsys):
+    from simkd_lite.training.run_folder import move_aside
+
+    fit(create_distiller("vanilla", create_model("resnet8_w8", 10, 1)), digits.train, digits.test, TINY, tmp_path,
+        log=None)
+    before = folder_state(tmp_path)
+    move_aside(tmp_path)  # what a SIGKILL right after the move leaves, plus the new run's config.json
+    (tmp_path / "config.json").write_text('{"train": {"lr": 1}}')
+    fit(create_distiller("vanilla", create_model("resnet8_w8", 10, 1)), digits.train, digits.test, TINY, tmp_path,
+        resume=True, log=None)
+    assert "put the previous run back" in capsys.readouterr().err
+    assert folder_state(tmp_path) == before
+
+
+# ------------------------------------------------------------- data loss 2: resume without last.pt
+def test_r2_02_resume_of_a_run_without_last_pt_refuses_and_keeps_best_and_student(finished_student, capsys):
+    out, args = finished_student
+    (out / "last.pt").unlink()  # removed to save space
+    before = folder_state(out)
+    code, _, err = cli(capsys, *args, "--resume")
+    assert code == 2
+    one_line_error(err, str(out), "no last.pt", "best.pt", "student.pt", "--overwrite")
+    assert folder_state(out) == before
+
+
+# --------------------------------------------------------------- data loss 3: only our own temp files
+@pytest.mark.parametrize("where", ["out", "dot"])
+def test_r2_03_a_users_tmp_files_are_never_removed(where, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "userdir3" if where == "out" else tmp_path
+    out.mkdir(exist_ok=True)
+    mine = [out / "thesis draft.tmp", out / "important.tmp", out / "last.pt.tmp"]
+    for path in mine:
+        path.write_text("my work")
+    stale = out / f".last.pt.{2 ** 22 + 7}.abcdef.simkd-tmp"  # ours, its writer long gone
+    stale.write_bytes(b"half a checkpoint")
+    code, _, err = cli(capsys, "train-teacher", *DIGITS, "--model", "resnet8_w8", "--epochs", "1",
+                       "--out", str(out) if where == "out" else ".")
+    assert code == 0, err
+    assert all(path.read_text() == "my work" for path in mine)
+    assert not stale.exists()
+
+
+# ------------------------------------------------------------------- silent wrong
+def test_r2_04_resume_of_a_folder_without_a_run_says_nothing_to_resume(tmp_path, capsys):
+    for out in (tmp_path / "nonexist", tmp_path):
+        code, _, err = cli(capsys, "train-teacher", *DIGITS, "--epochs", "1", "--out", str(out), "--resume")
+        assert code == 2
+        one_line_error(err, "nothing to resume in", str(out))
+    assert not (tmp_path / "nonexist").exists() and not any(tmp_path.iterdir())
+
+
+def test_r2_05_demo_refuses_train_teacher_together_with_a_teacher(tmp_path, digits_teacher, capsys):
+    code, _, err = cli(capsys, "demo", *DIGITS, "--train-teacher", "--teacher", str(digits_teacher),
+                       "--out", str(tmp_path / "demo"))
+    assert code == 2
+    one_line_error(err, "--train-teacher", "--teacher", "choose one")
+    assert not (tmp_path / "demo").exists()
+
+
+def official_student_files(student_run: Path, teacher: Path, folder: Path) -> tuple[Path, Path]:
+    """Our SimKD run and its teacher rewritten in the official layouts (no record of teacher or data set)."""
+    last = read_checkpoint(student_run / "last.pt")
+    student = folder / "resnet8_w8_simkd" / "ckpt_epoch_2.pth"
+    student.parent.mkdir(parents=True)
+    atomic_save({"model": last["model"], "proj": last["proj"], "epoch": 2, "best_acc": last["best_acc"]}, student)
+    official_teacher = folder / "resnet8x2_vanilla" / "resnet8x2_best.pth"
+    official_teacher.parent.mkdir(parents=True)
+    atomic_save({"model": read_checkpoint(teacher)["model"]}, official_teacher)
+    return student, official_teacher
+
+
+def test_r2_06_an_official_student_with_a_teacher_that_cannot_be_verified_says_so(finished_student, digits_teacher,
+                                                                                   tmp_path, capsys):
+    import json
+
+    out, _ = finished_student
+    student, teacher = official_student_files(out, digits_teacher, tmp_path / "official")
+    code, stdout, err = cli(capsys, "eval", str(student), "--teacher", str(teacher), "--dataset", "digits")
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert "unverified" in result and "teacher" in result["unverified"] and "shapes" in result["unverified"]
+
+
+def test_r2_06_an_official_digits_teacher_scored_on_fashion_mnist_is_refused(digits_teacher, fashion_raw, tmp_path,
+                                                                            capsys):
+    root = fashion_root_without(tmp_path, fashion_raw, "nothing")
+    teacher = tmp_path / "resnet8x2_vanilla" / "resnet8x2_best.pth"
+    teacher.parent.mkdir()
+    atomic_save({"model": read_checkpoint(digits_teacher)["model"], "best_acc": 96.0}, teacher)
+    code, stdout, err = cli(capsys, "eval", str(teacher), "--dataset", "fashion_mnist", "--data-root", str(root))
+    assert code == 2, stdout
+    one_line_error(err, str(teacher), "near chance", "another data set", "--dataset")
+
+
+def corrupt_labels(tmp_path: Path, fashion_raw: Path, labels: bytes) -> Path:
+    """A data root whose unpacked train labels are `labels` (same size), the other files linked."""
+    root = fashion_root_without(tmp_path, fashion_raw, "train-labels-idx1-ubyte")
+    path = root / "FashionMNIST" / "raw" / "train-labels-idx1-ubyte"
+    path.write_bytes((fashion_raw / path.name).read_bytes()[:8] + labels)
+    return root
+
+
+def test_r2_07_same_size_corrupted_labels_are_made_again(tmp_path, fashion_raw, capsys):
+    good = (fashion_raw / "train-labels-idx1-ubyte").read_bytes()
+    root = corrupt_labels(tmp_path, fashion_raw, bytes(reversed(good[8:])))  # in range, all wrong
+    bundle = load_dataset("fashion_mnist", root, augment=False)
+    assert bytes(bundle.train.targets.to(torch.uint8).tolist()) == good[8:]
+    assert "md5" in capsys.readouterr().err
+
+
+def test_r2_07_labels_out_of_range_without_a_copy_are_one_line(tmp_path, fashion_raw, capsys, monkeypatch):
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-package")
+    root = corrupt_labels(tmp_path, fashion_raw, bytes([255]) * 60_000)
+    path = root / "FashionMNIST" / "raw" / "train-labels-idx1-ubyte"
+    code, _, err = cli(capsys, "eval", "x.pt", "--dataset", "fashion_mnist", "--data-root", str(root))
+    assert code == 2
+    one_line_error(err, str(path), "255", "0..9")
+    code, stdout, err = cli(capsys, "data", "fetch", "fashion_mnist", "--data-root", str(root))
+    assert code == 2 and "ready" not in stdout
+    one_line_error(err, str(path))
+
+
+@pytest.mark.parametrize("temperature", [0, -1, float("nan")])
+def test_r2_08_kd_temperature_must_be_positive(temperature):
+    student, teacher = create_model("resnet8_w8", 10, 1), create_model("resnet8x2", 10, 1)
+    for method in ("kd", "fitnet"):
+        with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+            create_distiller(method, student, teacher, temperature=temperature,
+                             **({"image_size": 8} if method == "fitnet" else {}))
+
+
+# ------------------------------------------------------------------- raw tracebacks
+def test_r2_09_an_unknown_device_is_one_line_and_writes_nothing(tmp_path, digits_teacher, capsys):
+    out = tmp_path / "t"
+    code, _, err = cli(capsys, "train-teacher", *DIGITS, "--epochs", "1", "--device", "nope", "--out", str(out))
+    assert code == 2
+    one_line_error(err, "--device nope", "cpu, cuda")
+    assert not out.exists()
+    code, _, err = cli(capsys, "eval", str(digits_teacher), "--dataset", "digits", "--device", "nope")
+    assert code == 2
+    one_line_error(err, "--device nope")
+
+
+def test_r2_10_a_teacher_with_nan_weights_is_named_as_such(tmp_path, digits_teacher, capsys):
+    state = read_checkpoint(digits_teacher)
+    state["model"] = {k: v.clone() for k, v in state["model"].items()}
+    state["model"]["conv1.weight"][0, 0, 0, 0] = float("nan")
+    bad = tmp_path / "nan_teacher.pt"
+    atomic_save(state, bad)
+    code, _, err = cli(capsys, "distill", *DIGITS, "--teacher", str(bad), "--epochs", "1", "--out", str(tmp_path / "s"))
+    assert code == 2
+    one_line_error(err, str(bad), "non-finite weights", "conv1.weight")
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("header", [b"\x00\x00\x08\x03", b"\x00\x00\x08\x01\x00\x00\xea\x61"], ids=["magic", "count"])
+def test_r2_11_a_bad_idx_header_is_made_again_or_named(header, tmp_path, fashion_raw, capsys, monkeypatch):
+    root = fashion_root_without(tmp_path, fashion_raw, "train-labels-idx1-ubyte")
+    path = root / "FashionMNIST" / "raw" / "train-labels-idx1-ubyte"
+    good = (fashion_raw / path.name).read_bytes()
+    path.write_bytes(header + good[len(header):])
+    assert len(load_dataset("fashion_mnist", root, augment=False).train) == 60_000  # made again from a copy
+    assert "header" in capsys.readouterr().err and path.read_bytes() == good
+    path.write_bytes(header + good[len(header):])
+    (path.parent / f"{path.name}.gz").unlink()  # the copy the first load made: no source is left
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-package")
+    code, _, err = cli(capsys, "data", "fetch", "fashion_mnist", "--data-root", str(root))
+    assert code == 2
+    one_line_error(err, str(path), "header")
+
+
+def test_r2_12_bench_with_in_channels_the_teacher_does_not_read(digits_teacher, capsys):
+    code, _, err = cli(capsys, "bench", "--teacher", str(digits_teacher), "--student", "resnet8_w8",
+                       "--in-channels", "3", "--image-size", "8", "--num-classes", "10", "--steps", "1")
+    assert code == 2
+    one_line_error(err, "1-channel", "--in-channels 3", "--in-channels 1")
+
+
+def _library_misuse():
+    student, teacher = create_model("resnet8_w8", 10, 1), create_model("resnet8x2", 10, 1)
+    return {
+        "load-none": lambda: SimKDStudent.load(None),
+        "student-string": lambda: create_distiller("simkd", "resnet8", teacher),
+        "teacher-linear": lambda: create_distiller("kd", student, torch.nn.Linear(4, 10)),
+        "factor-string": lambda: create_distiller("simkd", student, teacher, factor="2"),
+        "factor-float": lambda: create_distiller("simkd", student, teacher, factor=2.5),
+        "method-none": lambda: create_distiller(None, student, teacher),
+    }
+
+
+@pytest.mark.parametrize("case", list(_library_misuse()))
+def test_r2_13_library_misuse_raises_one_sentence(case):
+    with pytest.raises((TypeError, ValueError)) as error:
+        _library_misuse()[case]()
+    message = str(error.value)
+    assert "\n" not in message and len(message) < 300, message
+    assert error.type.__module__.startswith("simkd_lite") or error.type in (TypeError, ValueError)
+    assert {"load-none": "path", "student-string": "create_model", "teacher-linear": "teacher",
+            "factor-string": "factor", "factor-float": "factor", "method-none": "method"}[case] in message
+
+
+# ------------------------------------------------------------------- smaller
+def test_r2_14_a_call_that_fails_after_the_claim_leaves_the_folder_as_found(tmp_path, digits, monkeypatch):
+    out = tmp_path / "fresh"
+    monkeypatch.setattr(trainer, "distill_step", failing_step)
+    with pytest.raises(Boom):
+        fit(create_distiller("vanilla", create_model("resnet8_w8", 10, 1)), digits.train, digits.test, TINY, out,
+            log=None)
+    assert not out.exists()
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(Boom):
+        fit(create_distiller("vanilla", create_model("resnet8_w8", 10, 1)), digits.train, digits.test, TINY, out,
+            log=None)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # no config.json, no .lock
+    monkeypatch.undo()
+    fit(create_distiller("vanilla", create_model("resnet8_w8", 10, 1)), digits.train, digits.test, TINY, out,
+        log=None)  # the corrected call needs no --overwrite
+    assert read_checkpoint(out / "last.pt")["epoch"] == 2
+
+
+def test_r2_15_demo_with_another_seed_refuses_before_training_a_teacher(tmp_path, digits_teacher, capsys):
+    out = tmp_path / "demo"
+    code, _, err = cli(capsys, "demo", *DIGITS, "--teacher", str(digits_teacher), "--epochs", "1", "--out", str(out))
+    assert code == 0, err
+    started = time.perf_counter()
+    code, _, err = cli(capsys, "demo", *DIGITS, "--epochs", "1", "--seed", "5", "--out", str(out))
+    assert code == 2
+    one_line_error(err, "train.seed", "--overwrite")
+    assert not list(out.glob("teacher_digits_*")) and time.perf_counter() - started < 30
+
+
+def test_r2_16_a_corrupt_teacher_output_cache_is_computed_again(tmp_path, digits_teacher, capsys):
+    from simkd_lite.experiments import Experiment, get_teacher, prepare_data
+
+    exp = Experiment.resolve("digits", runs=tmp_path / "runs")
+    teacher = get_teacher(exp, digits_teacher)
+    first = prepare_data(exp, teacher).teacher_cache
+    [cache] = list((tmp_path / "runs" / "teacher_outputs").iterdir())
+    cache.write_bytes(cache.read_bytes()[:500])  # truncated
+    again = prepare_data(exp, teacher).teacher_cache
+    assert torch.equal(first.features, again.features) and torch.equal(first.logits, again.logits)
+    assert "computing them again" in capsys.readouterr().err
+    assert read_checkpoint(cache)["features"].shape == first.features.shape  # rebuilt on disk
+
+
+def test_r2_17_distill_keeps_the_teacher_cache_next_to_its_out_not_in_the_working_directory(
+        tmp_path, digits_teacher, capsys, monkeypatch):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    out = tmp_path / "elsewhere" / "simkd"
+    code, _, err = cli(capsys, "distill", *DIGITS, "--teacher", str(digits_teacher), "--epochs", "1", "--out", str(out))
+    assert code == 0, err
+    assert not any(cwd.iterdir())
+    assert list((tmp_path / "elsewhere" / "teacher_outputs").glob("*.pt"))
+
+
+def test_r2_18_eval_of_a_bare_state_dict_suggests_evals_own_flag(tmp_path, digits_teacher, capsys):
+    bare = tmp_path / "weights.pt"
+    atomic_save(read_checkpoint(digits_teacher)["model"], bare)
+    code, _, err = cli(capsys, "eval", str(bare), "--dataset", "digits")
+    assert code == 2
+    line = one_line_error(err, "--model")
+    assert "--teacher-model" not in line
+
+
+def test_r2_19_a_student_file_given_as_a_teacher_is_called_a_student(finished_student, capsys):
+    out, _ = finished_student
+    code, _, err = cli(capsys, "bench", "--teacher", str(out / "student.pt"), "--student", "resnet8_w8",
+                       "--in-channels", "1", "--image-size", "8", "--steps", "1")
+    assert code == 2
+    one_line_error(err, str(out / "student.pt"), "student", "not a teacher")
+
+
+@pytest.mark.parametrize("name", [".lock", "metrics.csv"])
+def test_r2_20_a_folder_where_the_run_writes_a_file_is_named(name, tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / name).mkdir(parents=True)
+    code, _, err = cli(capsys, "train-teacher", *DIGITS, "--epochs", "1", "--out", str(out))
+    assert code == 2
+    one_line_error(err, str(out / name), "is a folder")
+    assert sorted(p.name for p in out.iterdir()) == [name]
+
+
+def test_r2_21_simkd_student_load_reads_a_training_checkpoint(finished_student):
+    out, _ = finished_student
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(SimKDStudent.load(out / "last.pt")(x), SimKDStudent.load(out / "student.pt")(x))
+
+
+def test_r2_22_an_absurd_number_of_epochs_is_refused(tmp_path, capsys):
+    code, _, err = cli(capsys, "train-teacher", *DIGITS, "--epochs", str(10 ** 23), "--out", str(tmp_path / "t"))
+    assert code == 2
+    one_line_error(err, "epochs", "at most")
+    assert not (tmp_path / "t").exists()
+
+
+def test_r2_23_an_empty_simkd_lite_data_means_unset(monkeypatch):
+    from simkd_lite.cli import build_parser
+
+    monkeypatch.setenv("SIMKD_LITE_DATA", "")
+    for argv in (["eval", "x.pt"], ["data", "list"], ["train-teacher"]):
+        assert build_parser().parse_args(argv).data_root == "data"
+
+
+def test_r2_24_a_truncated_best_pt_beside_a_good_last_pt_is_remade_on_resume(finished_student, capsys):
+    out, args = finished_student
+    last = read_checkpoint(out / "last.pt")
+    assert last["best_epoch"] == 2  # (2 epochs on digits: the last is the best)
+    (out / "best.pt").write_bytes((out / "best.pt").read_bytes()[:1000])
+    code, _, err = cli(capsys, *args, "--resume")
+    assert code == 0, err
+    assert "remade it from last.pt" in err
+    assert read_checkpoint(out / "best.pt")["epoch"] == 2

@@ -156,7 +156,8 @@ def test_row03_best_pt_never_lags_last_pt_after_a_kill_between_the_two_writes(tm
         saves.append(Path(path).name)
         atomic_save(state, path)
         if len(saves) == 5:  # epoch 3's first write landed; die before the second one
-            Path(path).with_name(f"{Path(path).name}.x1y2.tmp").write_bytes(b"half a file")
+            # what the interrupted save left: our temporary name (writer's PID: one that cannot be running)
+            Path(path).with_name(f".{Path(path).name}.{2 ** 22 + 7}.a1b2c3.simkd-tmp").write_bytes(b"half a file")
             raise Killed
 
     monkeypatch.setattr(trainer, "atomic_save", save_then_die)
@@ -169,7 +170,7 @@ def test_row03_best_pt_never_lags_last_pt_after_a_kill_between_the_two_writes(tm
         tmp_path, resume=True, log=None)
     last, best = read_checkpoint(tmp_path / "last.pt"), read_checkpoint(tmp_path / "best.pt")
     assert last["epoch"] == 3 and best["epoch"] == 3 and best["best_acc"] == last["best_acc"]
-    assert not list(tmp_path.glob("*.tmp"))  # the interrupted save's leftovers are gone
+    assert not list(tmp_path.glob("*tmp"))  # the interrupted save's leftovers are gone
 
 
 def test_row03_a_lagging_best_pt_left_by_older_versions_is_repaired_on_resume(tmp_path, digits, capsys, monkeypatch):
@@ -402,7 +403,7 @@ def test_row11_a_disk_that_fills_mid_run_says_so_and_keeps_the_last_good_checkpo
     assert "\n" not in message and "no space left on device while writing" in message
     assert f"{out / 'last.pt'} (after epoch 1) is intact" in message and "--resume" in message
     assert read_checkpoint(out / "last.pt")["epoch"] == 1
-    assert not list(out.glob("*.tmp"))
+    assert not list(out.glob("*tmp"))
 
 
 # ----------------------------------------------------------------------------------- row 12

@@ -53,8 +53,6 @@ def create_distiller(method: str, student: nn.Module, teacher: nn.Module | None 
     cls = get_distiller_class(method)
     if cls.needs_teacher and teacher is None:
         raise ValueError(f"Method {method!r} distils from a teacher: pass teacher=<model>.")
-    if not cls.needs_teacher and teacher is not None:
-        raise ValueError(f"Method {method!r} learns from the labels alone: it takes no teacher (pass teacher=None).")
     return cls(student, teacher, **options) if cls.needs_teacher else cls(student, **options)
 
 

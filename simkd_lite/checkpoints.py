@@ -125,6 +125,7 @@ def read_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> dict:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # corrupted, truncated or not a torch file
         cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        cause = cause.split(". ")[0]  # torch's first sentence says it; the rest is generic advice
         raise SimKDLiteError(f"{path} is not a readable PyTorch checkpoint (truncated, or not written by "
                              f"torch.save): {cause}") from err
     if not isinstance(checkpoint, Mapping):

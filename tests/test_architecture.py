@@ -16,7 +16,7 @@ LAYERS = [
     ("looking", ["simkd_lite.viz", "simkd_lite.widgets", "simkd_lite.analysis", "simkd_lite.assignment"]),
     ("methods", ["simkd_lite.distillers"]),
     ("files", ["simkd_lite.checkpoints"]),
-    ("foundations", ["simkd_lite.models", "simkd_lite.data", "simkd_lite.errors"]),
+    ("foundations", ["simkd_lite.models", "simkd_lite.data", "simkd_lite.errors", "simkd_lite.tempfiles"]),
 ]
 
 

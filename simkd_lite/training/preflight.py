@@ -24,13 +24,9 @@ from pathlib import Path
 
 from simkd_lite.errors import SimKDLiteError
 from simkd_lite.training import distributed as ddp
-from simkd_lite.training.run_folder import LOCK_NAME, RUN_FILES, RUN_OUTPUTS, _flatten, describe_differences, plain
+from simkd_lite.training.run_folder import (LOCK_NAME, RUN_FILES, RUN_OUTPUTS, _flatten, check_run_paths,
+                                           describe_differences, plain)
 from simkd_lite.training.runtime import select_device
-
-# Files a run writes into its folder, and what they are (for the message when a folder is in the way).
-WRITTEN_FILES = {LOCK_NAME: "lock file", "config.json": "run description", "last.pt": "checkpoint",
-                 "best.pt": "best checkpoint", "student.pt": "deployable student", "metrics.csv": "per-epoch metrics"}
-
 
 def check_before_claim(config, train_images: int, out: str | os.PathLike | None) -> None:
     """Device, schedule and output paths of a run (`config`: a TrainConfig), before anything is touched."""
@@ -55,16 +51,6 @@ def check_schedule(config, train_images: int) -> None:
         raise SimKDLiteError(f"the onecycle schedule needs at least 5 training steps; this run has {total} "
                              f"({config.epochs} epoch(s) of {steps} batch(es) of {config.batch_size} from "
                              f"{train_images} images): train longer, use a smaller batch size, or another schedule")
-
-
-def check_run_paths(out: str | os.PathLike) -> None:
-    """A folder where the run writes a file (e.g. OUT/metrics.csv made a folder) fails now, naming it."""
-    folder = Path(out)
-    for name, what in WRITTEN_FILES.items():
-        path = folder / name
-        if path.is_dir():
-            raise SimKDLiteError(f"{path} is a folder, but the run writes its {what} there: move it away, "
-                                 "or choose another --out")
 
 
 def check_resumable(out: str | os.PathLike) -> None:

@@ -61,7 +61,22 @@ RUNTIME_FIELDS = frozenset({"device", "num_workers", "eval_batch_size", "fold_bn
                             "compile_teacher", "compile_student"})
 
 
+# Files a run writes into its folder, and what they are (for the message when a folder is in the way).
+WRITTEN_FILES = {LOCK_NAME: "lock file", "config.json": "run description", "last.pt": "checkpoint",
+                 "best.pt": "best checkpoint", "student.pt": "deployable student", "metrics.csv": "per-epoch metrics"}
+
+
 # ------------------------------------------------------------------------------ the folder
+def check_run_paths(out: str | os.PathLike) -> None:
+    """A folder where the run writes a file (e.g. OUT/metrics.csv made a folder) fails now, naming it."""
+    folder = Path(out)
+    for name, what in WRITTEN_FILES.items():
+        path = folder / name
+        if path.is_dir():
+            raise SimKDLiteError(f"{path} is a folder, but the run writes its {what} there: move it away, "
+                                 "or choose another --out")
+
+
 def prepare_folder(out: str | os.PathLike) -> Path:
     """`out` as an existing folder (created if needed), or a one-line error saying why it cannot be."""
     if str(out) == "":
@@ -149,8 +164,6 @@ def claim_run_folder(out: str | os.PathLike, run: dict, *, resume: bool = False,
     """
     if resume and overwrite:
         raise SimKDLiteError("--resume and --overwrite contradict each other: choose one")
-    from simkd_lite.training.preflight import check_run_paths  # (preflight imports this module)
-
     check_run_paths(out)
     made_folder = not Path(out).is_dir()
     folder = prepare_folder(out)

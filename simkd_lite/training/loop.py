@@ -334,9 +334,6 @@ def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tr
     seed_everything(config.seed)
     distiller.to(device)
     say = (lambda msg: tqdm.write(msg)) if log is print else (log or (lambda msg: None))
-    if ddp.is_distributed():
-        say(f"DDP: world size {ddp.world_size()} ({torch.distributed.get_backend()}), global batch size "
-            f"{config.batch_size}, {ddp.batch_size_per_process(config.batch_size)} per process")
 
     if distiller.teacher is not None and (config.fold_bn or config.channels_last or config.compile_teacher):
         given = distiller.teacher
@@ -350,6 +347,9 @@ def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tr
     test_x, test_y = test_tensors if test_tensors is not None else materialize(test_set)
     shard = replace(config, batch_size=ddp.batch_size_per_process(config.batch_size))  # config.batch_size is global
     batches = make_batches(distiller, train_set, shard, device, gpu_augment, train_tensors, teacher_cache, say)
+    if ddp.is_distributed():
+        say(f"DDP: world size {ddp.world_size()} ({torch.distributed.get_backend()}), global batch size "
+            f"{config.batch_size}, {shard.batch_size} per process, {len(batches)} steps per epoch")
     train_step = maybe_compile(distiller.forward_train, config.compile_student)
     if ddp.is_distributed():
         train_step = DistributedDataParallel(ddp.TrainStep(distiller),

@@ -583,7 +583,7 @@ def test_results_name_best_and_last_and_say_which_the_paper_reports():
 
     text = describe({"last_top1": 90.0, "best_top1": 91.5, "best_epoch": 7})
     assert text == "last_top1 90.00%, best_top1 91.50% (epoch 7; the paper reports best_top1)"
-    assert "best_top1" in BEST_ON_TEST_NOTE and "last_top1" in BEST_ON_TEST_NOTE and "paper reports" in BEST_ON_TEST_NOTE
+    assert all(word in BEST_ON_TEST_NOTE for word in ("best_top1", "last_top1", "paper reports"))
 
 
 # ------------------------------------------------------------------------------------ 8. no silent teacher

@@ -84,11 +84,12 @@ def missing_teacher_message(dataset: str, teacher_model: str, epochs: int) -> st
     """The one-sentence refusal when a paper run on `dataset` has no teacher: pass the official one, or opt in."""
     wall = OFFICIAL_WALL_TIMES.get((teacher_model, "teacher"))
     took = f"; the official {teacher_model} took {wall} for 240 epochs on one RTX 2080 Ti" if wall else ""
-    return (f"the paper profile on {dataset} needs a teacher and none is shipped for it: the paper distils from the official "
-            f"{teacher_model} checkpoint (79.42% on CIFAR-100 for resnet32x4), so download it from the SimKD "
-            f"repository's README and pass --teacher PATH/{teacher_model}_best.pth (add --teacher-model "
-            f"{teacher_model} if the path does not name it), or add --train-teacher to train one first with the "
-            f"paper recipe ({epochs} epochs{took})")
+    published = [c.teacher_top1 for c in PAPER_TABLE if (c.dataset, c.teacher) == (dataset, teacher_model)]
+    accuracy = f" ({published[0]:.2f}% in the paper)" if published else ""
+    return (f"the paper profile on {dataset} needs a teacher and none is shipped for it: pass --teacher "
+            f"PATH/{teacher_model}_best.pth (the paper distils from the official {teacher_model} checkpoint{accuracy}, "
+            f"linked from the SimKD repository's README; add --teacher-model {teacher_model} if the path does not "
+            f"name it), or add --train-teacher to train one first with the paper recipe ({epochs} epochs{took})")
 
 
 def teacher_time_note(teacher_model: str, epochs: int) -> str:

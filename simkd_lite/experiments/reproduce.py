@@ -93,8 +93,8 @@ class Reproduction:
     files: list[Path]
 
 
-def reproduce(out: str | Path = "runs/reproduce", plan: Plan | None = None, *, log: Callable[[str], None] | None = print,
-              progress: bool | None = None, **settings) -> Reproduction:
+def reproduce(out: str | Path = "runs/reproduce", plan: Plan | None = None, *,
+              log: Callable[[str], None] | None = print, progress: bool | None = None, **settings) -> Reproduction:
     """Run (or reuse) every method x seed of `plan`, then write the table, the per-seed rows and the figure.
 
     settings: fields of `Plan` (teacher=..., student=..., seeds=..., epochs=..., together=...) or of

@@ -42,7 +42,7 @@ from simkd_lite.training.metrics import BEST_ON_TEST_NOTE, summarize
 PAPER_METHODS = ("vanilla", "kd", "fitnet", "simkd")
 PER_SEED_COLUMNS = ("method", "seed", "best_top1", "best_epoch", "last_top1", "epochs", "seconds", "run")
 TABLE_COLUMNS = ("method", "seeds", "n", "best_top1_mean", "best_top1_std", "last_top1_mean", "last_top1_std",
-                 "paper_best_top1")
+                 "paper_best_top1", "seconds_mean")
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,8 @@ def summary_table(rows: list[dict], context: Mapping) -> list[dict]:
         paper = paper_table.paper_top1(context["dataset"], context["teacher"], context["student"], method, options)
         table.append({"method": method, "seeds": " ".join(str(r["seed"]) for r in mine), "n": len(mine),
                       "best_top1_mean": best_mean, "best_top1_std": best_std, "last_top1_mean": last_mean,
-                      "last_top1_std": last_std, "paper_best_top1": paper})
+                      "last_top1_std": last_std, "paper_best_top1": paper,
+                      "seconds_mean": statistics.fmean(r["seconds"] for r in mine)})
     return table
 
 
@@ -235,15 +236,19 @@ def table_markdown(table: list[dict], context: Mapping) -> str:
              f"Teacher {context['teacher']}: {context['teacher_top1']:.2f}% test top-1 of the file given "
              f"(paper: {paper_teacher}).", "",
              "| method | ours best_top1 (mean ± std) | ours last_top1 (mean ± std) | paper best_top1 | "
-             "ours best − paper | seeds |", "|---|---|---|---|---|---|"]
+             "ours best − paper | seeds | seconds per run |", "|---|---|---|---|---|---|---|"]
     comparable = context["epochs"] == 240  # the paper's budget; a shorter run's gap would mean nothing
     for row in table:
         paper = row["paper_best_top1"]
         gap = f"{row['best_top1_mean'] - paper:+.2f}" if paper is not None and comparable else ""
         lines.append(f"| {row['method']} | {_pm(row['best_top1_mean'], row['best_top1_std'])} | "
                      f"{_pm(row['last_top1_mean'], row['last_top1_std'])} | "
-                     f"{f'{paper:.2f}' if paper is not None else 'not in the paper'} | {gap} | {row['seeds']} |")
-    lines += ["", f"The paper reports best_top1, the best of 240 per-epoch test evaluations: compare that column. "
+                     f"{f'{paper:.2f}' if paper is not None else 'not in the paper'} | {gap} | {row['seeds']} | "
+                     f"{row['seconds_mean']:.0f} |")
+    lines += [""]
+    if context["together"]:
+        lines.append("Joint runs (--together): a method's seconds are the whole joint run's, shared by all methods.")
+    lines += [f"The paper reports best_top1, the best of 240 per-epoch test evaluations: compare that column. "
               + BEST_ON_TEST_NOTE, "std is the sample standard deviation over seeds."]
     if context["epochs"] != 240 and context["profile"] == "paper":
         lines.append(f"These runs trained {context['epochs']} epochs, not the paper's 240: they are not comparable "

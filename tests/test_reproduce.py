@@ -130,3 +130,21 @@ def test_the_paper_numbers_are_typed_in_once_and_looked_up_by_pair_method_and_op
                                                                     "kd_weight": 0.9}) is None
     assert paper_top1("cifar100", "resnet32x4", "resnet14", "vanilla", {}) is None
     assert len(PAPER_TABLE) == 3 and all(len(c.top1) == 8 for c in PAPER_TABLE)
+
+
+def test_a_pair_the_paper_did_not_run_says_so_and_short_runs_show_no_gap():
+    from simkd_lite.experiments.reproduce import summary_table, table_markdown
+
+    rows = [{"method": "kd", "seed": s, "best_top1": 70.0 + s, "best_epoch": 3, "last_top1": 69.0 + s, "epochs": 240,
+             "seconds": 10.0, "run": "r"} for s in (0, 1)]
+    context = {"dataset": "cifar100", "teacher": "resnet32x4", "student": "resnet14", "profile": "paper", "epochs": 240,
+               "teacher_top1": 79.0, "threads": 1, "device": "cpu", "tf32": False, "batch_size": 64, "world_size": 1,
+               "together": False, "options": {"kd": {"temperature": 4.0, "ce_weight": 1.0, "kd_weight": 1.0}}}
+    table = summary_table(rows, context)
+    assert table[0]["paper_best_top1"] is None and table[0]["best_top1_mean"] == 70.5
+    assert table[0]["best_top1_std"] == pytest.approx(0.7071, abs=1e-4)
+    markdown = table_markdown(table, context)
+    assert "| kd | 70.50 ± 0.71 | 69.50 ± 0.71 | not in the paper |  |" in markdown
+    paired = table_markdown(summary_table(rows, {**context, "student": "resnet8x4", "epochs": 2}),
+                            {**context, "student": "resnet8x4", "epochs": 2})
+    assert "| 74.42 |  |" in paired and "not comparable" in paired  # 2 epochs: no gap to the paper's 240

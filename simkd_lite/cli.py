@@ -377,12 +377,16 @@ def cmd_bench(args) -> None:
 
         teacher, _ = load_model(teacher, trust=args.trust_checkpoint)
     from simkd_lite.experiments.bench_graphed import graph_table, run_graph_bench
+    from simkd_lite.training.runtime import set_tf32
+
+    set_tf32(bool(args.tf32))  # time what training runs: true fp32 unless --tf32 (as TrainConfig.tf32)
 
     flags = {k: getattr(args, k) for k in SPEEDUPS if k not in ("device_data", "cuda_graph", "tf32")
              and getattr(args, k) is not None}
     shape = dict(batch_size=args.batch_size, steps=args.steps, device=args.device, image_size=args.image_size,
                  in_channels=args.in_channels, num_classes=args.num_classes)
     result = run_bench(teacher, args.student, repeats=args.repeats, **shape, **flags)
+    result["tf32"] = bool(args.tf32)
     # the new paths, side by side with the official-style loop measured above
     result["graphed"] = run_graph_bench(teacher, args.student, repeats=args.repeats, amp=bool(args.amp),
                                         cuda_graph=args.cuda_graph is not False, **shape)

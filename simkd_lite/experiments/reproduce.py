@@ -38,6 +38,7 @@ from simkd_lite.experiments.runs import (Experiment, PreparedData, evaluate, get
 from simkd_lite.training import distributed as ddp
 from simkd_lite.training.loop import TrainConfig
 from simkd_lite.training.metrics import BEST_ON_TEST_NOTE, summarize
+from simkd_lite.training.run_folder import FolderLock, prepare_folder
 
 PAPER_METHODS = ("vanilla", "kd", "fitnet", "simkd")
 PER_SEED_COLUMNS = ("method", "seed", "best_top1", "best_epoch", "last_top1", "epochs", "seconds", "run")
@@ -154,10 +155,10 @@ def _experiment(plan: Plan, seed: int, out: Path) -> Experiment:
 
 
 # ------------------------------------------------------------------------------ running one seed
-def _row(method: str, seed: int, summary: dict, seconds: float, run: Path) -> dict:
+def _row(method: str, seed: int, summary: dict, seconds: float, run: str) -> dict:
+    """One line of per_seed.csv; `run` is the run folder relative to DIR."""
     return {"method": method, "seed": seed, "best_top1": summary["best_top1"], "best_epoch": summary["best_epoch"],
-            "last_top1": summary["last_top1"], "epochs": summary["epochs"], "seconds": round(seconds, 1),
-            "run": run.name if run.parent.name != "together" else f"{run.parent.parent.name}/{run.name}"}
+            "last_top1": summary["last_top1"], "epochs": summary["epochs"], "seconds": round(seconds, 1), "run": run}
 
 
 def _seed_separately(plan: Plan, exp: Experiment, data: PreparedData, teacher, say, progress) -> list[dict]:
@@ -165,30 +166,35 @@ def _seed_separately(plan: Plan, exp: Experiment, data: PreparedData, teacher, s
     rows = []
     for method in plan.methods:
         run = train_student(method, data, teacher, log=say, progress=progress)  # resume=True: reuse / continue
-        rows.append(_row(method, exp.seed, summarize(run.history), run.seconds, run.out))
+        rows.append(_row(method, exp.seed, summarize(run.history), run.seconds, run.out.name))
         say(f"reproduce: {method} seed {exp.seed}: best_top1 {run.best_top1:.2f}% (epoch {run.best_epoch}), "
             f"last_top1 {run.top1:.2f}% -> {run.out}")
     return rows
 
 
 def _seed_together(plan: Plan, exp: Experiment, data: PreparedData, teacher, say, progress) -> list[dict]:
-    """Every method of one seed in one joint run, in DIR/<joint name>/together/<method>; reused when finished."""
+    """Every method of one seed in one joint run, in DIR/<joint name>/<method>; reused when finished.
+
+    The joint name holds every member's run name (hence all settings) in its digest. The folder is locked
+    while it trains, like a single run's."""
     options = {m: exp.options_for(m) for m in plan.methods}
     names = sorted(exp.run_name(m, options[m], teacher.model_name) for m in plan.methods)
     digest = hashlib.sha256(json.dumps(names).encode()).hexdigest()[:8]
     folder = exp.runs_root / f"joint_{exp.dataset}_{teacher.model_name}-{exp.student_model}_" \
-                             f"e{exp.student_train.epochs}_s{exp.seed}_{digest}" / "together"
-    done = {m: _finished(folder / m, exp.student_train.epochs) for m in plan.methods}
-    if all(done.values()):
-        say(f"{folder.parent} holds this seed's finished joint run: reusing it")
-    else:
-        if any((folder / m).exists() for m in plan.methods):
-            say(f"{folder.parent}: a joint run cannot resume; training seed {exp.seed}'s students together again")
-        joint = distill_together(plan.methods, exp.student_model, teacher, data.bundle,
-                                 replace(exp.student_train, device=str(data.device)), folder, options=options,
-                                 log=say, progress=progress, shared=data.shared(needs_teacher=True))
-        done = {s["method"]: s for s in joint}
-    return [_row(m, exp.seed, summarize(done[m]["history"]), done[m]["seconds"], folder / m) for m in plan.methods]
+                             f"e{exp.student_train.epochs}_s{exp.seed}_{digest}"
+    with FolderLock(prepare_folder(folder)):
+        done = {m: _finished(folder / m, exp.student_train.epochs) for m in plan.methods}
+        if all(done.values()):
+            say(f"{folder} holds this seed's finished joint run: reusing it")
+        else:
+            if any((folder / m).exists() for m in plan.methods):
+                say(f"{folder}: a joint run cannot resume; training seed {exp.seed}'s students together again")
+            joint = distill_together(plan.methods, exp.student_model, teacher, data.bundle,
+                                     replace(exp.student_train, device=str(data.device)), folder, options=options,
+                                     log=say, progress=progress, shared=data.shared(needs_teacher=True))
+            done = {s["method"]: s for s in joint}
+    return [_row(m, exp.seed, summarize(done[m]["history"]), done[m]["seconds"], f"{folder.name}/{m}")
+            for m in plan.methods]
 
 
 def _finished(folder: Path, epochs: int) -> dict | None:

@@ -49,6 +49,12 @@ EXAMPLES = {
   simkd-lite data fetch cifar100             # needs internet""",
     "profiles": """examples:
   simkd-lite profiles""",
+    "reproduce": """examples:
+  simkd-lite reproduce --dataset cifar100 --teacher save/teachers/models/resnet32x4_vanilla/resnet32x4_best.pth \
+      --student resnet8x4 --seeds 0 1 2 --device cuda --out runs/reproduce      # the paper's row, 3 seeds
+  simkd-lite reproduce ... --out runs/reproduce      # again: finished runs are reused, interrupted ones continued
+  simkd-lite reproduce ... --together                # each seed's four students in one joint run
+  simkd-lite reproduce --dataset cifar100 --train-teacher --student resnet8x4 --out runs/reproduce  # hours more""",
     "bench": """examples:
   simkd-lite bench                                             # resnet32x4 -> resnet8x4, batch 64, 32x32
   simkd-lite bench --device cuda --amp --compile-teacher --json runs/bench.json
@@ -118,9 +124,10 @@ def _speedups(p: argparse.ArgumentParser) -> None:
     """The switchable speed-ups (see simkd_lite/training/teacher_prep.py): each an on/off pair; unset = the profile's."""
     on_off = argparse.BooleanOptionalAction
     g = p.add_argument_group("speed-ups (each --X / --no-X; default: the profile's, see `simkd-lite profiles`)",
-                             "All but --amp change results only within float tolerance. --amp (bf16 autocast) "
-                             "changes the numbers beyond it (SimKD's regression targets become bf16): the "
-                             "official code and the paper profile are fp32.")
+                             "All but --amp and --tf32 change results only within float tolerance. --amp (bf16 "
+                             "autocast) and --tf32 change the numbers beyond it (SimKD's regression targets become "
+                             "bf16; TF32 rounds convolution inputs to 10 mantissa bits): the official code and the "
+                             "paper profile are fp32.")
     g.add_argument("--fold-bn", action=on_off, default=None,
                    help="fold the frozen teacher's BatchNorm layers into its convs (exact up to rounding)")
     g.add_argument("--channels-last", action=on_off, default=None, help="NHWC memory format (exact up to rounding)")
@@ -129,6 +136,9 @@ def _speedups(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compile-student", action=on_off, default=None, help="torch.compile the student step")
     g.add_argument("--amp", action=on_off, default=None,
                    help="bf16 autocast on CUDA: faster on some GPUs, but CHANGES RESULTS (not the paper's fp32)")
+    g.add_argument("--tf32", action=on_off, default=None,
+                   help="CUDA: TF32 matmuls and convolutions (faster on Ampere and newer, but CHANGES RESULTS; "
+                        "default off: true fp32, as the official code; recorded as tf32 in OUT/config.json)")
     g.add_argument("--device-data", action=on_off, default=None,
                    help="augment as uint8 tensors on the device in batches (--no-device-data: torchvision, "
                         "image by image, in a DataLoader)")
@@ -137,14 +147,16 @@ def _speedups(p: argparse.ArgumentParser) -> None:
                         "the same math, loss checked once per epoch); ignored on CPU")
 
 
-SPEEDUPS = ("fold_bn", "channels_last", "compile_teacher", "compile_student", "amp", "device_data", "cuda_graph")
+SPEEDUPS = ("fold_bn", "channels_last", "compile_teacher", "compile_student", "amp", "device_data", "cuda_graph",
+            "tf32")
 
 
 def _common(p: argparse.ArgumentParser, *, dataset_default: str = "fashion_mnist") -> None:
     p.add_argument("--dataset", default=dataset_default, help="fashion_mnist, digits, cifar10 or cifar100 (default: %(default)s)")
     p.add_argument("--profile", default="quick", help="quick (CPU minutes) or paper (official recipe); see `simkd-lite profiles`")
     p.add_argument("--epochs", type=positive_int, help="override the profile's number of epochs")
-    p.add_argument("--batch-size", type=positive_int, help="override the profile's batch size")
+    p.add_argument("--batch-size", type=positive_int,
+                   help="override the profile's batch size; under torchrun the global batch, split among the processes")
     p.add_argument("--lr", type=positive_float, help="override the profile's learning rate")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
@@ -205,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--teacher-model", help="architecture of an official checkpoint that lacks the name")
     distill.add_argument("--student", help="student architecture (default: the profile's)")
     distill.add_argument("--factor", type=positive_int, help="SimKD projector bottleneck factor (default: the profile's, 2)")
+    distill.add_argument("--train-teacher", action="store_true",
+                         help="train the profile's teacher first (paper: 240 epochs, hours; reused once finished)")
     _run_flags(distill, "runs/distill")
 
     evaluate = add("eval", "Test top-1 of a checkpoint (a SimKDStudent file, ours or official) on a full test set.")
@@ -225,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--quiet", action="store_true")
 
     add("profiles", "Print the table of recipes (quick and paper).")
+    _reproduce_flags(add("reproduce", "The paper's table: every method x seed with the paper recipe, one resumable "
+                                      "run folder each; writes OUT/table.md, table.csv, per_seed.csv and table.png "
+                                      "beside the paper's numbers (best_top1 and last_top1, mean ± std)."))
 
     bench = add("bench", "Images/s of SimKD training (the distill code path) and of the deployed student, "
                          "against the official-style eager loop and evaluation.")
@@ -316,7 +333,10 @@ def cmd_distill(args) -> None:
     exp, _ = _experiment(args, runs=Path(args.out).parent)  # the teacher-output cache lives next to the run
     options = exp.options_for(args.method, factor=args.factor)  # a misspelt method or option fails here
     needs_teacher = get_distiller_class(args.method).needs_teacher
-    teacher = get_teacher(exp, args.teacher, teacher_model=args.teacher_model, trust=args.trust_checkpoint,
+    if args.train_teacher and args.teacher:
+        raise ValueError("--teacher and --train-teacher contradict each other: choose one.")
+    source = "train" if args.train_teacher else args.teacher
+    teacher = get_teacher(exp, source, teacher_model=args.teacher_model, trust=args.trust_checkpoint,
                           log=_log(args)) if needs_teacher else None
     data = prepare_data(exp, teacher)
     _log(args)(f"distill: {args.method} | student {exp.student_model} | teacher {getattr(teacher, 'source', None)} | "
@@ -374,12 +394,16 @@ def cmd_bench(args) -> None:
 
         teacher = load_teacher_network(teacher, None, trust=args.trust_checkpoint)
     from simkd_lite.experiments.bench_graphed import graph_table, run_graph_bench
+    from simkd_lite.training.runtime import set_tf32
 
-    flags = {k: getattr(args, k) for k in SPEEDUPS if k not in ("device_data", "cuda_graph")
+    set_tf32(bool(args.tf32))  # time what training runs: true fp32 unless --tf32 (as TrainConfig.tf32)
+
+    flags = {k: getattr(args, k) for k in SPEEDUPS if k not in ("device_data", "cuda_graph", "tf32")
              and getattr(args, k) is not None}
     shape = dict(batch_size=args.batch_size, steps=args.steps, device=args.device, image_size=args.image_size,
                  in_channels=args.in_channels, num_classes=args.num_classes)
     result = run_bench(teacher, args.student, repeats=args.repeats, **shape, **flags)
+    result["tf32"] = bool(args.tf32)
     # the new paths, side by side with the official-style loop measured above
     result["graphed"] = run_graph_bench(teacher, args.student, repeats=args.repeats, amp=bool(args.amp),
                                         cuda_graph=args.cuda_graph is not False, **shape)
@@ -408,7 +432,47 @@ def _check_writable_file(path: Path, flag: str) -> None:
         probe.unlink()
 
 
-COMMANDS = {"demo": cmd_demo, "train-teacher": cmd_train_teacher, "distill": cmd_distill, "eval": cmd_eval,
+def _reproduce_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="cifar100", help="default: %(default)s")
+    p.add_argument("--profile", default="paper", help="the recipe (default: %(default)s; see `simkd-lite profiles`)")
+    p.add_argument("--teacher", help="teacher checkpoint, ours or official (e.g. resnet32x4_best.pth)")
+    p.add_argument("--teacher-model", help="architecture of an official checkpoint whose path does not name it")
+    p.add_argument("--train-teacher", action="store_true",
+                   help="no checkpoint: train the profile's teacher first (paper: 240 epochs, hours)")
+    p.add_argument("--student", help="student architecture (default: the profile's, resnet8x4)")
+    p.add_argument("--methods", nargs="+", default=["vanilla", "kd", "fitnet", "simkd"],
+                   help="default: %(default)s")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="default: %(default)s")
+    p.add_argument("--epochs", type=positive_int, help="override the profile's epochs (the paper: 240)")
+    p.add_argument("--batch-size", type=positive_int, help="the global batch (default: the profile's, 64)")
+    p.add_argument("--lr", type=positive_float, help="override the profile's learning rate")
+    p.add_argument("--together", action="store_true",
+                   help="each seed's students in one joint run (one teacher forward per batch); cannot resume")
+    p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--data-root", default=os.environ.get("SIMKD_LITE_DATA", "data"),
+                   help="dataset folder (default: $SIMKD_LITE_DATA or ./data)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch (recorded: it changes the rounding)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.add_argument("--out", type=folder, default="runs/reproduce", help="output folder (default: %(default)s)")
+    _trust(p)
+    _speedups(p)
+
+
+def cmd_reproduce(args) -> None:
+    from simkd_lite.experiments.reproduce import Plan, reproduce
+
+    train = {k: getattr(args, k) for k in (*SPEEDUPS, "batch_size", "lr") if getattr(args, k, None) is not None}
+    plan = Plan(dataset=args.dataset, teacher=args.teacher, teacher_model=args.teacher_model,
+                train_teacher=args.train_teacher, student=args.student, methods=args.methods, seeds=args.seeds,
+                epochs=args.epochs, profile=args.profile, data_root=args.data_root, device=args.device,
+                threads=args.threads, together=args.together, trust=args.trust_checkpoint, train=train)
+    result = reproduce(args.out, plan, log=_log(args), progress=False if args.quiet else None)
+    if args.quiet:  # the table is the result: print it even without the progress lines
+        print(result.markdown)
+    print("wrote " + ", ".join(str(f) for f in result.files))
+
+
+COMMANDS = {"demo": cmd_demo, "reproduce": cmd_reproduce, "train-teacher": cmd_train_teacher, "distill": cmd_distill, "eval": cmd_eval,
             "data": cmd_data, "profiles": cmd_profiles,
             "bench": cmd_bench}
 

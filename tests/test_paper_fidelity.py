@@ -413,3 +413,206 @@ def test_demo_train_teacher_distils_from_best_pt(tmp_path, monkeypatch):
         demo.run_demo("digits", "quick", tmp_path, train_new_teacher=True, log=lambda m: None, figures=False)
     assert seen["teacher"] == str(tmp_path / "teacher" / "best.pt")
     assert seen["teacher_lr"] == get_profile("quick", "digits").teacher.lr
+
+
+# ------------------------------------------------------------------------------------ 7. no drift (issue 19)
+# The official SimKD train_student.py / train_teacher.py values, typed in here from the official code (not
+# read back from our profile): any change to the `paper` recipe must fail one of the tests below.
+OFFICIAL_RECIPE = {"optimizer": "sgd", "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4, "batch_size": 64,
+                   "epochs": 240, "lr": 0.05, "schedule": "multistep", "milestones": (150, 180, 210), "gamma": 0.1,
+                   "augment": True, "amp": False, "tf32": False, "eval_every": 1, "eval_subset": None,
+                   "cache_teacher": False, "compile_teacher": False, "compile_student": False}
+# Fields that decide where and how fast a run executes, each checked elsewhere to change results only within
+# float tolerance (tests/test_fast.py, test_graphed.py), or that are chosen per call (seed, device, logging).
+NOT_RECIPE = {"seed", "device", "eval_batch_size", "num_workers", "tensorboard", "fold_bn", "channels_last",
+              "device_data", "cuda_graph"}
+OFFICIAL_LOW_LR = {"MobileNetV2": 0.01, "MobileNetV2_1_0": 0.01, "ShuffleV1": 0.01, "ShuffleV2": 0.01,
+                   "ShuffleV2_1_5": 0.01}
+OFFICIAL_CIFAR100 = ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))
+OFFICIAL_CIFAR10 = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+
+
+def test_every_train_config_field_is_either_recipe_or_declared_runtime():
+    """A new TrainConfig field must be placed: in the official recipe (and checked) or among the runtime ones."""
+    assert set(TrainConfig.__dataclass_fields__) == set(OFFICIAL_RECIPE) | NOT_RECIPE
+
+
+@pytest.mark.parametrize("dataset", ["cifar100", "cifar10"])
+def test_every_field_of_the_paper_recipe_is_the_official_value(dataset):
+    paper = get_profile("paper", dataset)
+    assert (paper.teacher_model, paper.student_model) == ("resnet32x4", "resnet8x4")
+    for config in (paper.teacher, paper.student, paper.teacher_config("resnet32x4"), paper.student_config("resnet8x4"),
+                   paper.student_config("vgg8")):
+        assert {k: getattr(config, k) for k in OFFICIAL_RECIPE} == OFFICIAL_RECIPE
+    for model in OFFICIAL_LOW_LR:  # official: lr 0.01 for MobileNetV2 / ShuffleNet, teachers and students
+        for config in (paper.student_config(model), paper.teacher_config(model)):
+            assert {k: getattr(config, k) for k in OFFICIAL_RECIPE} == {**OFFICIAL_RECIPE, "lr": OFFICIAL_LOW_LR[model]}
+    assert set(LOW_LR_MODELS) == set(OFFICIAL_LOW_LR)
+
+
+def test_the_paper_optimizer_and_the_lr_of_every_epoch():
+    """What `fit` builds from the recipe: torch's SGD with the official values, and x0.1 after epochs 150/180/210."""
+    from simkd_lite.training.loop import make_optimizer, make_scheduler
+
+    config = get_profile("paper", "cifar100").student
+    optimizer = make_optimizer([nn.Parameter(torch.zeros(1))], config)
+    assert type(optimizer) is torch.optim.SGD
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"], group["dampening"]) == \
+        (0.05, 0.9, False, 5e-4, 0)
+    scheduler, unit = make_scheduler(optimizer, config, steps_per_epoch=782)
+    assert unit == "epoch"
+    lrs = []
+    for _ in range(240):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = [0.05] * 150 + [0.005] * 30 + [0.0005] * 30 + [0.00005] * 30  # epochs 1-150, 151-180, ...
+    assert lrs == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("name, official", [("cifar100", OFFICIAL_CIFAR100), ("cifar10", OFFICIAL_CIFAR10)])
+def test_cifar_normalisation_padding_and_transforms_are_the_official_ones(tmp_path, name, official):
+    """Train: RandomCrop(32, padding=4), flip, ToTensor, Normalize(official); test: ToTensor, Normalize;
+    the on-device augmentation uses the same constants and padding."""
+    from torchvision import transforms as T
+
+    from simkd_lite.data.cifar import CIFAR_STATS, CROP_PADDING
+    from simkd_lite.data.fixtures import write_cifar_fixture
+    from simkd_lite.experiments.jobs import on_device_augment
+
+    assert CIFAR_STATS[name] == official and CROP_PADDING == 4
+    write_cifar_fixture(tmp_path, name, n_train=10, n_test=5)
+    bundle = load_dataset(name, tmp_path, augment=True)
+    train, test = bundle.train.transform.transforms, bundle.test.transform.transforms
+    assert [type(t) for t in train] == [T.RandomCrop, T.RandomHorizontalFlip, T.ToTensor, T.Normalize]
+    assert (train[0].size, train[0].padding, train[1].p) == ((32, 32), 4, 0.5)
+    assert [type(t) for t in test] == [T.ToTensor, T.Normalize]
+    for normalize in (train[-1], test[-1]):
+        assert (tuple(normalize.mean), tuple(normalize.std)) == official
+    assert (bundle.info.mean, bundle.info.std, bundle.info.crop_padding) == (*official, 4)
+    gpu = on_device_augment(bundle.info, get_profile("paper", name).student)
+    assert gpu.padding == 4 and gpu.flip and gpu.flip_p == 0.5
+    assert torch.equal(gpu.mean, torch.tensor(official[0])) and torch.equal(gpu.std, torch.tensor(official[1]))
+
+
+def _spy_fit(digits, monkeypatch, config):
+    """Run `fit` for SimKD on digits, recording the optimizer's parameters and every teacher module's mode."""
+    from simkd_lite.training import loop
+
+    torch.manual_seed(0)
+    teacher_net = create_model("resnet8x2", 10, 1)
+    distiller = create_distiller("simkd", create_model("resnet8_w8", 10, 1), teacher_net)
+    seen = {"params": None, "teacher_training": []}
+    real_optimizer, real_prepare = loop.make_optimizer, loop.prepare_teacher
+
+    def spy_optimizer(params, cfg):
+        seen["params"] = list(params)
+        return real_optimizer(seen["params"], cfg)
+
+    def watch(model):
+        for module in model.modules():
+            module.register_forward_pre_hook(lambda m, inputs: seen["teacher_training"].append(m.training))
+        return model
+
+    monkeypatch.setattr(loop, "make_optimizer", spy_optimizer)
+    monkeypatch.setattr(loop, "prepare_teacher", lambda model, **kw: watch(real_prepare(model, **kw)))
+    watch(teacher_net)
+    before = {k: v.clone() for k, v in teacher_net.state_dict().items()}
+    fit(distiller, digits.train, digits.test, config, log=None, progress=False)
+    return distiller, teacher_net, before, seen
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["bn-folded-teacher", "plain-teacher"])
+def test_fit_optimises_encoder_and_projector_and_keeps_the_teacher_in_eval_mode(digits, monkeypatch, fast):
+    config = TrainConfig(epochs=1, batch_size=128, lr=0.05, augment=False, cache_teacher=False, fold_bn=fast,
+                         channels_last=fast)
+    distiller, teacher_net, before, seen = _spy_fit(digits, monkeypatch, config)
+    optimised = {id(p) for p in seen["params"]}
+    assert {id(p) for p in distiller.student.parameters() if p.requires_grad} <= optimised
+    projector = list(distiller.projector.parameters())
+    assert projector and {id(p) for p in projector} <= optimised  # the projector learns
+    assert not optimised & {id(p) for p in teacher_net.parameters()}  # the teacher does not
+    assert not optimised & {id(p) for p in distiller.teacher_head.parameters()}  # nor the reused teacher head
+    assert seen["teacher_training"] and not any(seen["teacher_training"])  # every teacher forward in eval mode
+    after = teacher_net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN statistics unchanged
+
+
+def test_fit_turns_tf32_off_unless_the_config_opts_in(digits, tmp_path):
+    import json as _json
+
+    previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # cuDNN's own default
+        config = TrainConfig(epochs=1, batch_size=128, augment=False)
+        assert config.tf32 is False and get_profile("paper", "cifar100").student.tf32 is False
+        fit(create_distiller("vanilla", create_model("resnet8_w8", 10, 1)), digits.train, digits.test, config,
+            tmp_path / "off", log=None, progress=False)
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (False, False)
+        recorded = _json.loads((tmp_path / "off" / "config.json").read_text())
+        assert recorded["tf32"] is False and recorded["train"]["tf32"] is False
+        assert (recorded["batch_size"], recorded["world_size"], recorded["batch_size_per_process"]) == (128, 1, 128)
+        fit(create_distiller("vanilla", create_model("resnet8_w8", 10, 1)), digits.train, digits.test,
+            replace(config, tf32=True), tmp_path / "on", log=None, progress=False)
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, True)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
+
+
+def test_tf32_flag_opts_in_and_the_default_leaves_the_profile_value():
+    parser = build_parser()
+    assert _config(TrainConfig(), parser.parse_args(["distill", "--tf32"])).tf32 is True
+    assert _config(TrainConfig(), parser.parse_args(["distill"])).tf32 is False
+
+
+def test_the_logged_lr_is_the_lr_the_epoch_trained_with(digits):
+    """Epoch 1 trains at lr, epoch 2 (after the first milestone) at lr x 0.1: the history says so."""
+    config = TrainConfig(epochs=3, batch_size=256, lr=0.1, milestones=(1, 2), augment=False)
+    history = fit(create_distiller("vanilla", create_model("resnet8_w8", 10, 1)), digits.train, digits.test, config,
+                  log=None, progress=False)
+    assert [h["lr"] for h in history] == pytest.approx([0.1, 0.01, 0.001], rel=1e-9)
+    onecycle = replace(config, epochs=2, batch_size=64, schedule="onecycle")  # per step: the epoch's first step's lr
+    history = fit(create_distiller("vanilla", create_model("resnet8_w8", 10, 1)), digits.train, digits.test,
+                  onecycle, log=None, progress=False)
+    assert history[0]["lr"] == pytest.approx(0.1 / 25)  # OneCycleLR starts at max_lr / div_factor
+
+
+def test_results_name_best_and_last_and_say_which_the_paper_reports():
+    from simkd_lite.training.metrics import describe
+
+    text = describe({"last_top1": 90.0, "best_top1": 91.5, "best_epoch": 7})
+    assert text == "last_top1 90.00%, best_top1 91.50% (epoch 7; the paper reports best_top1)"
+    assert all(word in BEST_ON_TEST_NOTE for word in ("best_top1", "last_top1", "paper reports"))
+
+
+# ------------------------------------------------------------------------------------ 8. no silent teacher
+def test_paper_profile_without_a_teacher_refuses_instead_of_training_one_for_hours(tmp_path, capsys):
+    from simkd_lite.cli import main
+    from simkd_lite.experiments import Experiment, get_teacher
+
+    exp = Experiment.resolve("cifar100", "paper", runs=tmp_path)
+    with pytest.raises(ValueError, match="--train-teacher") as refused:
+        get_teacher(exp)
+    assert "--teacher" in str(refused.value) and "resnet32x4_best.pth" in str(refused.value)
+    for command in (["distill", "--profile", "paper"], ["demo", "--profile", "paper"], ["reproduce"]):
+        assert main([*command, "--dataset", "cifar100", "--out", str(tmp_path / command[0])]) == 2
+        err = capsys.readouterr().err
+        assert "--train-teacher" in err and "--teacher PATH" in err and len(err.strip().splitlines()) == 1
+    assert not any((tmp_path / "distill").glob("*.pt")) and not list(tmp_path.glob("teacher_*"))
+
+
+def test_train_teacher_says_how_long_it_takes(tmp_path, monkeypatch):
+    from simkd_lite.experiments import Experiment, get_teacher, jobs
+
+    class Stop(Exception):
+        pass
+
+    def fake_train_teacher(dataset, model, config, out, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(jobs, "train_teacher", fake_train_teacher)
+    said = []
+    with pytest.raises(Stop):
+        get_teacher(Experiment.resolve("cifar100", "paper", runs=tmp_path), "train", log=said.append)
+    assert any("240 epochs" in line and "2 h 24 m" in line for line in said)

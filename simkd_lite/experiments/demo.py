@@ -92,10 +92,11 @@ def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | 
             "dataset": dataset, "profile": profile,
             "teacher": {"model": teacher_net.model_name, "top1": round(teacher_top1, 2),
                         "params": count_parameters(teacher_net), "checkpoint": teacher_net.source},
-            "students": [{k: (round(v, 2) if k in ("top1", "best_top1") and v is not None else v)
+            "students": [{k: (round(v, 2) if k in ("top1", "last_top1", "best_top1") and v is not None else v)
                           for k, v in s.items() if k != "history"} for s in students.values()],
             "seed": seed, "device": str(data.device), "method_options": options,
-            "note": "top1 is the last epoch's test top-1; best_top1 / best_epoch the best epoch's. " + BEST_ON_TEST_NOTE,
+            "note": "top1 = last_top1, the last epoch's test top-1; best_top1 / best_epoch the best epoch's. "
+                    + BEST_ON_TEST_NOTE,
         }
         histories = {m: s["history"] for m, s in students.items()}
         if figures:
@@ -112,13 +113,13 @@ def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | 
 
 def results_table(results: dict) -> str:
     """The demo's printed table: last and best top-1 (with its epoch), deployed and extra parameters, seconds."""
-    rows = [f"{'method':8} {'model':12} {'last %':>7} {'best %':>7} {'@ep':>4} {'params':>10} {'extra':>9} {'seconds':>8}"]
+    rows = [f"{'method':8} {'model':12} {'last_top1':>9} {'best_top1':>9} {'@ep':>4} {'params':>10} {'extra':>9} {'seconds':>8}"]
     t = results["teacher"]
-    rows.append(f"{'teacher':8} {t['model']:12} {t['top1']:>7.2f} {'':>7} {'':>4} {t['params']:>10,} {'':>9} {'':>8}")
+    rows.append(f"{'teacher':8} {t['model']:12} {t['top1']:>9.2f} {'':>9} {'':>4} {t['params']:>10,} {'':>9} {'':>8}")
     for s in results["students"]:
         best = s.get("best_top1")
-        best_text = f"{best:>7.2f} {s['best_epoch']:>4}" if best is not None else f"{'':>7} {'':>4}"
-        rows.append(f"{s['method']:8} {s['model']:12} {s['top1']:>7.2f} {best_text} {s['params']:>10,} "
+        best_text = f"{best:>9.2f} {s['best_epoch']:>4}" if best is not None else f"{'':>9} {'':>4}"
+        rows.append(f"{s['method']:8} {s['model']:12} {s['top1']:>9.2f} {best_text} {s['params']:>10,} "
                     f"{s['extra_params']:>+9,} {s['seconds']:>8.1f}")
     total = f"total {results['seconds']:.0f}s" if "seconds" in results else ""
     return "\n".join(rows + [total, f"note: {BEST_ON_TEST_NOTE}"])

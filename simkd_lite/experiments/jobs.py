@@ -68,7 +68,8 @@ def train_teacher(dataset: str, model_name: str, config: TrainConfig, out: str |
                   run=run, log=log, progress=progress, label="teacher",
                   gpu_augment=on_device_augment(bundle.info, config))
     summary = summarize(history)
-    return {"model": model_name, "top1": summary["last_top1"], "best_top1": summary["best_top1"],
+    return {"model": model_name, "top1": summary["last_top1"], "last_top1": summary["last_top1"],
+            "best_top1": summary["best_top1"],
             "best_epoch": summary["best_epoch"], "params": count_parameters(model), "history": history,
             "checkpoint": str(out / "best.pt"), "last_checkpoint": str(out / "last.pt")}
 
@@ -125,7 +126,7 @@ def distill_student(method: str, student_model: str, teacher_net: nn.Module | No
     deployed = distiller.deployed_parameters()
     summary = summarize(history)
     return {"method": method, "model": student_model, "top1": summary["last_top1"],
-            "best_top1": summary["best_top1"], "best_epoch": summary["best_epoch"],
+            "last_top1": summary["last_top1"], "best_top1": summary["best_top1"], "best_epoch": summary["best_epoch"],
             "params": deployed, "extra_params": deployed - count_parameters(student), "files": [str(f) for f in files],
             "seconds": round(seconds, 2), "history": history, "distiller": distiller}
 
@@ -193,7 +194,7 @@ def distill_together(methods, student_model: str, teacher_net, bundle, config: T
         distiller.write_deployable(out / m, dataset=asdict(info))
         best_last = summarize(histories[m])
         summary = {"method": m, "model": student_model, "top1": best_last["last_top1"],
-                   "best_top1": best_last["best_top1"], "best_epoch": best_last["best_epoch"],
+                   "last_top1": best_last["last_top1"], "best_top1": best_last["best_top1"], "best_epoch": best_last["best_epoch"],
                    "params": distiller.deployed_parameters(),
                    "extra_params": distiller.deployed_parameters() - count_parameters(distiller.student),
                    "seconds": round(seconds, 2), "together": list(methods), "history": histories[m]}

@@ -30,6 +30,8 @@ from simkd_lite.data import DatasetBundle, load_dataset
 from simkd_lite.distillers import TeacherOutputs, get_distiller_class
 from simkd_lite.experiments import jobs
 from simkd_lite.experiments.jobs import check_compatible, distill_student, load_teacher
+from simkd_lite.experiments import paper_table
+from simkd_lite.experiments.pretrained import shipped_teacher
 from simkd_lite.experiments.profiles import get_profile
 from simkd_lite.experiments.teacher_cache import cache_path, teacher_outputs
 from simkd_lite.training.loop import TrainConfig, materialize, predict, top1
@@ -124,6 +126,8 @@ def train_teacher(exp: Experiment, out: str | Path | None = None, *, model: str 
     (`top1` last, `best_top1`, `best_epoch`, `checkpoint` = OUT/best.pt, ...).
     """
     model = model or exp.teacher_model
+    if log and exp.profile == "paper":  # hours, not minutes: say so before starting
+        log(paper_table.teacher_time_note(model, overrides.get("epochs") or exp.teacher_train.epochs))
     # exp.teacher_train is the profile's teacher recipe (plus any edit of it); another model gets its own
     recipe = exp.teacher_train if model == exp.teacher_model else get_profile(exp.profile, exp.dataset).teacher_config(model)
     config = replace(recipe, seed=exp.seed, device=exp.device, **{k: v for k, v in overrides.items() if v is not None})
@@ -142,11 +146,14 @@ def get_teacher(exp: Experiment, source: str | Path | None = None, *, teacher_mo
 
     source: a checkpoint path (ours or official `{'model': ...}`; `teacher_model` names the
     architecture of an official file that lacks it, `trust` unpickles a file a safe load refuses);
-    None = the teacher shipped for the data set, else the profile's teacher trained once and reused;
+    None = the teacher shipped for the data set, else the profile's teacher trained once and reused (not
+    with the `paper` profile: its 240-epoch teacher is never trained unasked, pass "train" to do it);
     "train" = always the profile's teacher, trained once (folder named by its settings) and reused.
     Students are distilled from the teacher's best.pt, as the official scripts do.
     """
     say = log or (lambda message: None)
+    if source is None and exp.profile == "paper" and shipped_teacher(exp.dataset) is None:  # never a silent 240 epochs
+        raise ValueError(paper_table.missing_teacher_message(exp.dataset, exp.teacher_model, exp.teacher_train.epochs))
     if source != "train":
         try:
             model, where = load_teacher(source, exp.dataset, teacher_model, log=say, trust=trust)
@@ -248,8 +255,15 @@ class StudentRun:
         export = getattr(self.distiller, "export", None)
         return export() if export is not None else self.distiller.student
 
+    @property
+    def last_top1(self) -> float:
+        """The last epoch's test top-1 (%): `top1` under its explicit name."""
+        return self.top1
+
     def summary(self) -> dict:
-        return {"method": self.method, "model": self.model, "top1": self.top1, "best_top1": self.best_top1,
+        """`top1` is `last_top1` (kept for older callers); the paper reports `best_top1`."""
+        return {"method": self.method, "model": self.model, "top1": self.top1, "last_top1": self.top1,
+                "best_top1": self.best_top1,
                 "best_epoch": self.best_epoch, "params": self.params,
                 "extra_params": self.extra_params, "seconds": self.seconds, "out": str(self.out)}
 

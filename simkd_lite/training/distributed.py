@@ -3,6 +3,10 @@
 torchrun starts N processes and sets RANK / WORLD_SIZE / LOCAL_RANK; each process trains a replica
 wrapped in DistributedDataParallel (gloo on CPU, nccl on CUDA) on its shard of every epoch, gradients
 are averaged, and only rank 0 logs, shows progress and writes checkpoints.
+
+`--batch-size` is the *global* batch, as in the official code (its train_student.py divides it by
+the number of GPUs): each process takes `batch_size // world_size` images per step, so the learning
+rate keeps meaning what it means on one GPU. A batch that does not divide is refused.
 """
 from __future__ import annotations
 
@@ -26,6 +30,26 @@ def init_distributed(device: torch.device) -> torch.device:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return device
+
+
+def planned_world_size() -> int:
+    """The number of processes of this run: the process group's, else torchrun's WORLD_SIZE, else 1."""
+    if is_distributed():
+        return dist.get_world_size()
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def batch_size_per_process(batch_size: int, world: int | None = None) -> int:
+    """Each process's share of the global `batch_size` (`world` processes; default: this run's).
+
+    Raises ValueError when it does not divide: the global batch the recipe asks for would change.
+    """
+    world = planned_world_size() if world is None else world
+    if batch_size % world:
+        raise ValueError(f"--batch-size {batch_size} is the global batch and must divide among the {world} "
+                         f"processes (each takes batch_size // world_size): choose a multiple of {world}, "
+                         f"e.g. {max(world, batch_size - batch_size % world)}.")
+    return batch_size // world
 
 
 def is_distributed() -> bool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -43,8 +43,8 @@ from simkd_lite.training.metrics import TensorBoardLog, summarize, write_metrics
 from simkd_lite.training.graphed import SharedStep, graph_unsupported, run_epoch
 from simkd_lite.training.preflight import check_before_claim
 from simkd_lite.training.run_folder import claim_run_folder, plain
-from simkd_lite.training.runtime import (epoch_generator, epoch_order, restore_rng_state, rng_state, seed_everything,
-                                       select_device)
+from simkd_lite.training.runtime import (epoch_generator, epoch_order, execution_record, restore_rng_state,
+                                       rng_state, seed_everything, select_device, set_tf32)
 from simkd_lite.errors import SimKDLiteError
 
 
@@ -90,6 +90,7 @@ class TrainConfig:
     compile_teacher: bool = False  # torch.compile the teacher forward (one-off cost, logged)
     compile_student: bool = False  # torch.compile the student's training step
     amp: bool = False  # bf16 autocast on CUDA only: changes the numbers (on this project's CPUs also ~9x slower)
+    tf32: bool = False  # CUDA: TF32 matmuls and convolutions (faster, changes the numbers); False = true fp32
     device_data: bool = True  # augmentation: uint8 data on the device (GPU or CPU), crop/flip/normalise in batches
     cuda_graph: bool = False  # CUDA only: replay each full-batch step from a CUDA graph (training/graphed.py)
 
@@ -303,7 +304,8 @@ def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tra
         teacher = distiller.teacher
         teacher.sha256 = getattr(teacher, "sha256", None) or ddp.parameters_digest(teacher.model)
         run["teacher_sha256"] = teacher.sha256
-    run = plain({**run, "train_images": len(train_set), "test_images": len(test_set), "train": asdict(config)})
+    run = plain({**run, **execution_record(config), "train_images": len(train_set), "test_images": len(test_set),
+                 "train": asdict(config)})
     check_before_claim(config, len(train_set), out_dir)  # check everything, then touch anything (preflight.py)
     with claim_run_folder(out_dir, run, resume=resume, overwrite=overwrite, log=say) as resuming:
         return _fit(distiller, train_set, test_set, config, out_dir, resume=resuming,
@@ -331,6 +333,7 @@ def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tr
     device = select_device(config.device)
     if ddp.launched_by_torchrun():
         device = ddp.init_distributed(device)
+    set_tf32(config.tf32)  # the paper's fp32 unless the config opts in
     main_process = ddp.is_main_process()
     if not main_process:  # rank 0 alone logs, shows progress and writes checkpoints
         log, progress = None, False
@@ -338,9 +341,6 @@ def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tr
     seed_everything(config.seed)
     distiller.to(device)
     say = (lambda msg: tqdm.write(msg)) if log is print else (log or (lambda msg: None))
-    if ddp.is_distributed():
-        say(f"DDP: world size {ddp.world_size()} ({torch.distributed.get_backend()}), "
-            f"batch size {config.batch_size} per process")
 
     if distiller.teacher is not None and (config.fold_bn or config.channels_last or config.compile_teacher):
         given = distiller.teacher
@@ -352,7 +352,11 @@ def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tr
     distiller.to(memory_format=memory_format)
 
     test_x, test_y = test_tensors if test_tensors is not None else materialize(test_set)
-    batches = make_batches(distiller, train_set, config, device, gpu_augment, train_tensors, teacher_cache, say)
+    shard = replace(config, batch_size=ddp.batch_size_per_process(config.batch_size))  # config.batch_size is global
+    batches = make_batches(distiller, train_set, shard, device, gpu_augment, train_tensors, teacher_cache, say)
+    if ddp.is_distributed():
+        say(f"DDP: world size {ddp.world_size()} ({torch.distributed.get_backend()}), global batch size "
+            f"{config.batch_size}, {shard.batch_size} per process, {len(batches)} steps per epoch")
     train_step = maybe_compile(distiller.forward_train, config.compile_student)
     if ddp.is_distributed():
         train_step = DistributedDataParallel(ddp.TrainStep(distiller),
@@ -373,6 +377,7 @@ def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tr
     for epoch in tqdm(range(start_epoch, config.epochs), desc=label, disable=_quiet(progress),
                       initial=start_epoch, total=config.epochs, unit="epoch"):
         started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]  # the lr this epoch trains with (its first step's, per-step schedules)
         distiller.train()
         sums: dict[str, float] = {}
         correct = seen = 0
@@ -419,7 +424,7 @@ def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: Tr
         compiled = getattr(distiller.teacher.model, "compile_seconds", None) if distiller.teacher else None
         if compiled is not None and epoch == start_epoch:
             say(f"teacher compiled in {compiled:.1f}s (one-off cost, included in epoch {epoch + 1})")
-        record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+        record = {"epoch": epoch + 1, "lr": lr,
                   **{f"loss_{k}": v / seen for k, v in sums.items()},
                   "train_top1": 100.0 * correct / seen, "test_top1": test_acc,
                   "test_images": scored if evaluate_now else 0,

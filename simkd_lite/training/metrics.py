@@ -18,8 +18,9 @@ from pathlib import Path
 from simkd_lite.tempfiles import write_atomically
 
 # One sentence, printed wherever a best-epoch number is.
-BEST_ON_TEST_NOTE = ("'best' picks the epoch by its test score (model selection on the test set, as the official "
-                     "scripts do), so it reads optimistically; 'last' is the unselected number.")
+BEST_ON_TEST_NOTE = ("best_top1 picks the epoch by its test score (model selection on the test set, as the official "
+                     "scripts do: it is the number the paper reports), so it reads optimistically; last_top1 (after "
+                     "the last epoch) is the unselected number.")
 
 
 def summarize(history: list[dict]) -> dict:
@@ -38,12 +39,12 @@ def summarize(history: list[dict]) -> dict:
 
 
 def describe(summary: dict) -> str:
-    """'last 91.20%, best 91.45% (epoch 7)': the CLI's wording."""
+    """'last_top1 91.20%, best_top1 91.45% (epoch 7; the paper reports best_top1)': the CLI's wording."""
     if summary["last_top1"] is None:
         return "not scored"
-    text = f"last {summary['last_top1']:.2f}%"
+    text = f"last_top1 {summary['last_top1']:.2f}%"
     if summary["best_top1"] is not None:
-        text += f", best {summary['best_top1']:.2f}% (epoch {summary['best_epoch']})"
+        text += f", best_top1 {summary['best_top1']:.2f}% (epoch {summary['best_epoch']}; the paper reports best_top1)"
     return text
 
 

@@ -45,7 +45,7 @@ def check_schedule(config, train_images: int) -> None:
     """The onecycle schedule's warm-up (a quarter of the steps) must span at least one step: >= 5 steps."""
     if config.schedule != "onecycle":
         return
-    steps = steps_per_epoch(train_images, config.batch_size)
+    steps = steps_per_epoch(train_images, ddp.batch_size_per_process(config.batch_size))  # --batch-size is global
     total = config.epochs * steps
     if total < 5:
         raise SimKDLiteError(f"the onecycle schedule needs at least 5 training steps; this run has {total} "

@@ -1,4 +1,4 @@
-"""Where and how a run executes: device choice, seeding and the RNG state a resume restores."""
+"""Where and how a run executes: device choice, float precision, seeding and the RNG state a resume restores."""
 from __future__ import annotations
 
 import random
@@ -79,3 +79,26 @@ def epoch_order(n: int, seed: int, epoch: int) -> Tensor:
         sampler.set_epoch(epoch)
         return torch.tensor(list(sampler))
     return torch.randperm(n, generator=epoch_generator(seed, epoch))
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 on or off for CUDA matmuls *and* cuDNN convolutions (no effect on CPU / MPS).
+
+    The official SimKD code trains in fp32. PyTorch leaves cuDNN's `allow_tf32` on by default, so on
+    Ampere and newer GPUs convolutions would silently round their inputs to 10 mantissa bits; our GPU
+    checks measured weights 5-18% apart after 14 steps with TF32 (benchmarks/README.md). The `paper`
+    profile therefore turns both off (`TrainConfig.tf32 = False`); `--tf32` opts in for speed.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+    torch.backends.cudnn.allow_tf32 = bool(enabled)
+
+
+def execution_record(config) -> dict:
+    """What `OUT/config.json` records about how the run executes: TF32 and the DDP batch split.
+
+    `batch_size` is the global batch (the recipe's: 64 for the paper); each of `world_size` processes
+    trains on `batch_size_per_process` of it. Raises ValueError when the batch does not divide.
+    """
+    world = ddp.planned_world_size()
+    return {"tf32": bool(config.tf32), "batch_size": config.batch_size, "world_size": world,
+            "batch_size_per_process": ddp.batch_size_per_process(config.batch_size, world)}

@@ -32,7 +32,7 @@ from simkd_lite.training.teacher_prep import prepare_teacher
 from simkd_lite.training.graphed import SharedStep, graph_unsupported, run_epoch
 from simkd_lite.training.metrics import write_metrics_csv
 from simkd_lite.training.preflight import check_before_claim
-from simkd_lite.training.runtime import seed_everything, select_device
+from simkd_lite.training.runtime import seed_everything, select_device, set_tf32
 from simkd_lite.training.loop import (TrainConfig, TrainingDivergedError, _checkpoint, _quiet, make_batches,
                                        make_optimizer, make_scheduler, materialize, predict, top1)
 
@@ -69,6 +69,7 @@ def fit_together(distillers: dict[str, Distiller], train_set, test_set, config: 
         raise ValueError("Training several students together runs on one device; launch it without torchrun.")
     check_before_claim(config, len(train_set), None)  # check everything, then touch anything (preflight.py)
     device = select_device(config.device)
+    set_tf32(config.tf32)  # as `fit`: the paper's fp32 unless the config opts in
     seed_everything(config.seed)
     say = (lambda msg: tqdm.write(msg)) if log is print else (log or (lambda msg: None))
     names = list(distillers)
@@ -102,6 +103,7 @@ def fit_together(distillers: dict[str, Distiller], train_set, test_set, config: 
 
     for epoch in tqdm(range(config.epochs), desc="+".join(names), disable=_quiet(progress), unit="epoch"):
         started = time.perf_counter()
+        lrs = [optimizer.param_groups[0]["lr"] for optimizer in optimizers]  # what this epoch trains with
         for distiller in distillers.values():
             distiller.train()
         bar = tqdm(batches.epoch(epoch), total=len(batches), leave=False, disable=_quiet(progress), unit="batch")
@@ -114,7 +116,8 @@ def fit_together(distillers: dict[str, Distiller], train_set, test_set, config: 
             run_epoch(step, bar, device, memory_format)
         metrics = step.take_metrics()
         train_seconds = time.perf_counter() - started
-        for name, optimizer, (scheduler, unit), (sums, correct, seen) in zip(names, optimizers, schedulers, metrics):
+        for name, optimizer, lr, (scheduler, unit), (sums, correct, seen) in zip(names, optimizers, lrs, schedulers,
+                                                                                 metrics):
             evaluated = time.perf_counter()
             distiller = distillers[name]
             last_path = outs[name] / "last.pt" if name in outs else None
@@ -129,7 +132,7 @@ def fit_together(distillers: dict[str, Distiller], train_set, test_set, config: 
             scored = len(test_y) if last_epoch or not config.eval_subset else min(config.eval_subset, len(test_y))
             test_acc = top1(predict(distiller, test_x[:scored], device, config.eval_batch_size),
                             test_y[:scored]) if evaluate_now else None
-            record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+            record = {"epoch": epoch + 1, "lr": lr,
                       **{f"loss_{k}": v / seen for k, v in sums.items()},
                       "train_top1": 100.0 * correct / seen, "test_top1": test_acc,
                       "test_images": scored if evaluate_now else 0,

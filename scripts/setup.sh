@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One-time set-up on a fresh machine, safe to re-run (it skips what is already done):
 #   1. a virtual environment in .venv (Python >= 3.10),
-#   2. simkd_lite installed into it in editable mode, with the test extras,
-#   3. Fashion-MNIST under data/ (Debian's package offline, else torchvision's download).
-# Sourced by scripts/demo.sh and scripts/test.sh; run it alone with `./scripts/setup.sh`.
+#   2. simkd_lite installed into it in editable mode, with the test and docs extras,
+#   3. Fashion-MNIST under data/ (Debian's package offline, else torchvision's download),
+#   4. Debian's chromium for the course site's browser test (tests/test_site.py skips, saying why, without it).
+# Run by scripts/demo.sh, scripts/test.sh and scripts/book.sh; run it alone with `./scripts/setup.sh`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -18,7 +19,7 @@ stamp=.venv/.simkd_lite-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "==> installing simkd_lite and its dependencies into .venv (torch is large: a few minutes)"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  .venv/bin/python -m pip install --quiet -e ".[dev,docs]"
   touch "$stamp"
 fi
 
@@ -34,5 +35,18 @@ if ! .venv/bin/simkd-lite data fetch fashion_mnist --quiet; then
     echo "  sudo apt-get install dataset-fashion-mnist      # Debian/Ubuntu, works offline" >&2
     echo "  .venv/bin/simkd-lite data fetch fashion_mnist   # anywhere with internet" >&2
     exit 1
+  fi
+fi
+
+# Chromium for tests/test_site.py: Debian's package, driven by Playwright (never `playwright install`, which
+# downloads a browser build of its own).
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing Debian's chromium (for the course site's browser test)"
+    apt-get install -y -qq chromium >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; } \
+      || echo "note: could not install chromium, so tests/test_site.py will be skipped" >&2
+  else
+    echo "note: chromium is missing, so tests/test_site.py will be skipped (sudo apt-get install chromium)" >&2
   fi
 fi

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # the CLI only writes PNG files; never open windows
+DATA_ROOT_HELP = "dataset folder (default: $SIMKD_LITE_DATA, else the clone's data/, else ~/.cache/simkd_lite/data)"
 
 from simkd_lite.training.metrics import BEST_ON_TEST_NOTE, describe  # noqa: E402  (small, imports no torch)
 
@@ -139,8 +140,7 @@ def _common(p: argparse.ArgumentParser, *, dataset_default: str = "fashion_mnist
     p.add_argument("--lr", type=positive_float, help="override the profile's learning rate")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    p.add_argument("--data-root", default=os.environ.get("SIMKD_LITE_DATA", "data"),
-                   help="dataset folder (default: $SIMKD_LITE_DATA or ./data)")
+    p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--threads", type=positive_int,
                    help="CPU threads for torch, at most the core count (default: torch's choice; 1 is faster on a busy machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -206,13 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
                                             "(the student predicts through the teacher's classifier)")
     evaluate.add_argument("--teacher-model", help="architecture of that teacher, if its path does not say")
     evaluate.add_argument("--device")
-    evaluate.add_argument("--data-root", default=os.environ.get("SIMKD_LITE_DATA", "data"))
+    evaluate.add_argument("--data-root", help=DATA_ROOT_HELP)
     _trust(evaluate)
 
     data = add("data", "List, locate or fetch datasets.")
     data.add_argument("action", choices=["list", "locate", "fetch"])
     data.add_argument("name", nargs="?", help="dataset name (for locate / fetch)")
-    data.add_argument("--data-root", default=os.environ.get("SIMKD_LITE_DATA", "data"))
+    data.add_argument("--data-root", help=DATA_ROOT_HELP)
     data.add_argument("--quiet", action="store_true")
 
     add("profiles", "Print the table of recipes (quick and paper).")

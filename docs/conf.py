@@ -11,7 +11,7 @@ author = "the simkd_lite developers"
 copyright = "the simkd_lite developers, MIT licence"
 
 extensions = ["myst_nb", "sphinx.ext.mathjax"]
-exclude_patterns = ["_build", "**.ipynb_checkpoints"]
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "headline.md"]  # headline.md: included by index.md
 suppress_warnings = ["mystnb.unknown_mime_type"]
 
 # MyST: $...$ / $$...$$ math in markdown and notebooks, anchors for the headings that pages link to.

@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -101,22 +102,28 @@ def execute(pytest_args: list[str] = ()) -> int:
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
+WIDGET_NOTE = ("<p><em>An interactive widget: it needs a running kernel (open the notebook in Jupyter). "
+               "The next cell draws the same figure for its default settings.</em></p>")
+
+
 def drop_widgets(nb) -> int:
-    """Remove widget views (and the saved widget state): offline they would render as nothing but a
-    `VBox(...)` repr or load the widget library from a CDN. Returns how many outputs were dropped."""
-    dropped = 0
+    """Replace widget views (and drop the saved widget state): offline they would load the widget library from
+    a CDN. A progress bar keeps its text (tqdm's last state, e.g. `100%|####| 3/3`); an interactive widget
+    becomes a one-line note pointing at the figure the next cell draws. Returns how many were replaced."""
+    replaced = 0
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        kept = []
-        for out in cell.get("outputs", []):
-            if WIDGET_VIEW in out.get("data", {}):
-                dropped += 1
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            data = out.get("data", {})
+            if WIDGET_VIEW not in data:
                 continue
-            kept.append(out)
-        cell.outputs = kept
-    return dropped
+            replaced += 1
+            text = "".join(data.get("text/plain", ""))
+            if re.match(r"^\w+\(", text) or not text.strip():  # a widget's repr, e.g. VBox(children=(...))
+                out["data"] = {"text/html": WIDGET_NOTE}
+            else:
+                out["data"] = {"text/plain": text}
+    return replaced
 
 
 def student_version(path: Path):
@@ -162,8 +169,6 @@ def headline_markdown() -> str:
 
 def _linked_files(markdown: Path) -> list[Path]:
     """Local files a results page links to (e.g. results.json), to be copied next to it."""
-    import re
-
     found = []
     for target in re.findall(r"\]\(([^)#\s]+)\)", markdown.read_text()):
         path = (markdown.parent / target).resolve()

@@ -144,11 +144,11 @@ def headline_markdown() -> str:
 
     table = load_seed_table()
     top1, summary = table["summary"]["top1"], table["summary"]
-    rows = ["| | " + " | ".join(("teacher", "vanilla", "KD", "FitNet", "SimKD")) + " |", "|---" * 6 + "|"]
-    methods = ("teacher", "vanilla", "kd", "fitnet", "simkd")
-    rows.append("| test top-1 (%), mean ± std | "
-                + " | ".join(f"{top1[m]['mean']:.2f} ± {top1[m]['std']:.2f}" for m in methods) + " |")
-    rows.append("| min – max | " + " | ".join(f"{top1[m]['min']:.2f} – {top1[m]['max']:.2f}" for m in methods) + " |")
+    names = {"teacher": "teacher (shipped)", "vanilla": "vanilla student", "kd": "KD", "fitnet": "FitNet",
+             "simkd": "SimKD"}
+    rows = ["| method | test top-1 (%), mean ± std | min – max |", "|---|---|---|"]
+    rows += [f"| {names[m]} | {top1[m]['mean']:.2f} ± {top1[m]['std']:.2f} | {top1[m]['min']:.2f} – {top1[m]['max']:.2f} |"
+             for m in ("teacher", "vanilla", "kd", "fitnet", "simkd")]
     gap, noise = summary["simkd_minus_vanilla"], 2 * max(top1["vanilla"]["std"], top1["simkd"]["std"])
     verdict = ("larger than" if gap["min"] > noise else "not clearly larger than")
     seeds = ", ".join(map(str, table["seeds"]))

@@ -135,6 +135,10 @@ def student_version(path: Path):
     nb, resources = nbformat.read(path, as_version=4), {}
     for step in (ClearSolutions(), ClearHiddenTests(), ClearMarkScheme(), ClearOutput()):
         nb, resources = step.preprocess(nb, resources)
+    note = nbformat.v4.new_markdown_cell(
+        "*This page shows the assignment as students receive it (nbgrader's student version: no solutions, no "
+        "hidden tests, not executed). Download it with the button at the top right to work on it.*")
+    nb.cells.insert(1, note)
     return nb
 
 

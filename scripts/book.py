@@ -3,6 +3,7 @@
     python scripts/book.py stage     # copy notebooks/*.ipynb to _executed/ (to be executed there)
     python scripts/book.py execute   # stage, then execute the copies in place: pytest --nbmake --overwrite
     python scripts/book.py build     # execute only if the copies are missing or stale, then _build/html/
+    python scripts/book.py build --no-execute   # only from current executed copies (else no site): scripts/test.sh
 
 The notebooks are executed ONCE, for the tests and the site together: `scripts/test.sh` runs nbmake with
 `--overwrite` on the staged copies (that is its notebook test), and `build` uses those copies when they are
@@ -228,9 +229,13 @@ def copy_mathjax(es5: Path, dest: Path) -> None:
             shutil.copytree(es5 / part, dest / part, dirs_exist_ok=True)
 
 
-def build(pytest_args: list[str] = ()) -> int:
-    """Execute the notebooks if needed, then write the site to _build/html/ (index.html)."""
+def build(pytest_args: list[str] = (), execute_if_stale: bool = True) -> int:
+    """Execute the notebooks if needed (unless `execute_if_stale` is False: then no site, and 0), then write the
+    site to _build/html/ (index.html)."""
     reason = stale_reason()
+    if reason is not None and not execute_if_stale:
+        _say(f"no site built: {reason} (./scripts/book.sh executes them)")
+        return 0
     if reason is not None:
         _say(f"{reason}: executing them")
         status = execute(pytest_args)
@@ -255,6 +260,8 @@ def build(pytest_args: list[str] = ()) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["stage", "execute", "build"])
+    parser.add_argument("--no-execute", action="store_true",
+                        help="build: only from current executed copies (scripts/test.sh: never a second execution)")
     parser.add_argument("pytest_args", nargs="*", help="passed on to pytest when notebooks are executed")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
@@ -264,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.action == "execute":
         return execute(args.pytest_args)
-    return build(args.pytest_args)
+    return build(args.pytest_args, execute_if_stale=not args.no_execute)
 
 
 if __name__ == "__main__":

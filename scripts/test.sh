@@ -11,8 +11,8 @@ status=0
 #    _executed/ (scripts/book.py). Per-cell limit: the longest cell (four Fashion-MNIST students) takes ~146 s on
 #    2 idle cores; 600 s leaves room for a busy machine (nbmake's default is 300 s).
 .venv/bin/python scripts/book.py execute "$@" || status=$?
-# 2. The site from those executed copies (no second execution): _build/html/.
-if [ "$status" = 0 ]; then .venv/bin/python scripts/book.py build || status=$?; fi
+# 2. The site from those executed copies, never a second execution (with `-k`, say, no site: its test skips).
+if [ "$status" = 0 ]; then .venv/bin/python scripts/book.py build --no-execute || status=$?; fi
 # 3. The unit tests, and the browser test of the site.
 .venv/bin/python -m pytest tests/ "$@" || status=$?
 exit "$status"

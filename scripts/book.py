@@ -12,8 +12,8 @@ up to date: made from the current `notebooks/*.ipynb` (a SHA-256 of each source 
 itself, the same way.
 
 The site (Sphinx + MyST-NB + sphinx-book-theme, see docs/conf.py) is assembled in `_build/site/` from
-docs/ (landing page, configuration), the executed notebooks (widget outputs dropped: they need a live
-kernel; the cell after each widget draws the same figure), 05 as nbgrader releases it to students (no
+docs/ (landing page, configuration), the executed notebooks (widget views replaced by their text or a
+note: they need a live kernel; the cell after each widget draws the same figure), 05 as nbgrader releases it to students (no
 solutions, hidden tests or reference answers), and benchmarks/*.md. MathJax comes from the npm package
 `mathjax` (pinned), copied into the site: no page loads anything from the network.
 """
@@ -263,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-execute", action="store_true",
                         help="build: only from current executed copies (scripts/test.sh: never a second execution)")
     parser.add_argument("pytest_args", nargs="*", help="passed on to pytest when notebooks are executed")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)   # pytest's own flags (-k, -x, ...) pass through
+    args.pytest_args += extra
     os.chdir(ROOT)
     os.environ.setdefault("MPLBACKEND", "Agg")
     if args.action == "stage":

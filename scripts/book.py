@@ -19,7 +19,6 @@ solutions, hidden tests or reference answers), and benchmarks/*.md. MathJax come
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -258,21 +257,21 @@ def build(pytest_args: list[str] = (), execute_if_stale: bool = True) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["stage", "execute", "build"])
-    parser.add_argument("--no-execute", action="store_true",
-                        help="build: only from current executed copies (scripts/test.sh: never a second execution)")
-    parser.add_argument("pytest_args", nargs="*", help="passed on to pytest when notebooks are executed")
-    args, extra = parser.parse_known_args(argv)   # pytest's own flags (-k, -x, ...) pass through
-    args.pytest_args += extra
+    """`book.py ACTION [--no-execute] [PYTEST ARGS...]`: everything after the action but --no-execute goes to
+    pytest unchanged (e.g. `-k 00 -x`), so no argument parser reorders it."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("stage", "execute", "build"):
+        print(__doc__)
+        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+    action, rest = argv[0], [a for a in argv[1:] if a != "--no-execute"]
     os.chdir(ROOT)
     os.environ.setdefault("MPLBACKEND", "Agg")
-    if args.action == "stage":
+    if action == "stage":
         stage()
         return 0
-    if args.action == "execute":
-        return execute(args.pytest_args)
-    return build(args.pytest_args, execute_if_stale=not args.no_execute)
+    if action == "execute":
+        return execute(rest)
+    return build(rest, execute_if_stale="--no-execute" not in argv)
 
 
 if __name__ == "__main__":

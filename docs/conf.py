@@ -5,6 +5,11 @@ pages (results/) and headline.md (computed from the committed seed table); see s
 Nothing on a page is fetched from the network: MathJax is served from _static/mathjax/ (the npm package,
 copied there by book.py), the theme's fonts and icons are its own files, and notebooks are not executed
 here (they were, once, by nbmake).
+
+Why this stack: Sphinx, MyST-NB and sphinx-book-theme are pip packages (the `docs` extra) that build with no
+network: MyST-NB renders the outputs saved in a notebook without executing it, and the book theme gives one page
+per notebook with a table of contents and a download button for the .ipynb. Jupyter Book 2 runs on the Node-based
+mystmd, which fetches its site template when it builds; Jupyter Book 1 is this same stack behind a wrapper.
 """
 project = "simkd_lite"
 author = "the simkd_lite developers"

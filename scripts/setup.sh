@@ -3,7 +3,8 @@
 #   1. a virtual environment in .venv (Python >= 3.10),
 #   2. simkd_lite installed into it in editable mode, with the test and docs extras,
 #   3. Fashion-MNIST under data/ (Debian's package offline, else torchvision's download),
-#   4. Debian's chromium for the course site's browser test (tests/test_site.py skips, saying why, without it).
+#   4. npm (MathJax for the course site) and Debian's chromium for its browser test (tests/test_site.py skips,
+#      saying why, without it).
 # Run by scripts/demo.sh, scripts/test.sh and scripts/book.sh; run it alone with `./scripts/setup.sh`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,6 +37,14 @@ if ! .venv/bin/simkd-lite data fetch fashion_mnist --quiet; then
     echo "  .venv/bin/simkd-lite data fetch fashion_mnist   # anywhere with internet" >&2
     exit 1
   fi
+fi
+
+# npm fetches MathJax once for the course site (scripts/book.py); Node.js comes with most machines, else Debian's.
+if ! command -v npm >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "==> installing Debian's npm (the course site's math renderer, MathJax, is an npm package)"
+  apt-get install -y -qq npm >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null && apt-get install -y -qq npm >/dev/null; } \
+    || echo "note: could not install npm; ./scripts/book.sh will say how to get it" >&2
 fi
 
 # Chromium for tests/test_site.py: Debian's package, driven by Playwright (never `playwright install`, which

@@ -1,4 +1,5 @@
-"""Run `simkd-lite demo` for several seeds and write the seed-spread table: benchmarks/demo_seeds.{json,md}.
+"""Run `simkd-lite demo` for several seeds and write the seed-spread table: benchmarks/demo_seeds.md and
+simkd_lite/results/demo_seeds.json (package data: the notebooks read it with `analysis.load_seed_table()`).
 
     python benchmarks/demo_seeds.py                 # seeds 0 1 2, quick profile, Fashion-MNIST
     python benchmarks/demo_seeds.py --seeds 0 --out /tmp/check
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+SEED_TABLE = HERE.parent / "simkd_lite" / "results" / "demo_seeds.json"  # shipped in the wheel
 METHODS = ("teacher", "vanilla", "kd", "fitnet", "simkd")
 # The demo's own targets (issue "the notebooks teach the paper", item 10).
 TARGETS = {"simkd_minus_vanilla_min": 1.0, "teacher_minus_simkd_max": 2.0, "wall_seconds_max": 180.0}
@@ -125,7 +127,7 @@ def main(argv=None) -> None:
             "test_images": images.pop() if len(images) == 1 else None, "rows": rows, "summary": summarise(rows)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "demo_seeds.json").write_text(json.dumps(data, indent=2) + "\n")
+    (SEED_TABLE if out == HERE else out / "demo_seeds.json").write_text(json.dumps(data, indent=2) + "\n")
     (out / "demo_seeds.md").write_text(markdown(data))
     print(markdown(data))
 

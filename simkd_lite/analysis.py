@@ -5,6 +5,8 @@ Used by the demo's feature-space figure and by the feature-space notebook. Nothi
 """
 from __future__ import annotations
 
+import json
+from importlib import resources
 from typing import Callable, Sequence
 
 import numpy as np
@@ -14,6 +16,16 @@ from sklearn.manifold import TSNE
 from torch import Tensor, nn
 
 from simkd_lite.distillers.losses import global_pool
+
+
+def load_seed_table() -> dict:
+    """The committed seed-spread table of `simkd-lite demo` (quick profile, Fashion-MNIST; written by
+    `benchmarks/demo_seeds.py`), shipped as package data so that a notebook outside the clone can show it.
+
+    Keys: dataset, machine, command, note, seeds, test_images, rows (one per seed) and summary
+    (summary["top1"][method] = {"mean", "std", "min", "max"} in %, plus "simkd_minus_vanilla", ...).
+    """
+    return json.loads(resources.files("simkd_lite").joinpath("results").joinpath("demo_seeds.json").read_text())
 
 
 @torch.no_grad()

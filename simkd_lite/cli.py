@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # the CLI only writes PNG files; never open windows
+DATA_ROOT_HELP = "dataset folder (default: $SIMKD_LITE_DATA, else the clone's data/, else ~/.cache/simkd_lite/data)"
 
 from simkd_lite.training.metrics import BEST_ON_TEST_NOTE, describe  # noqa: E402  (small, imports no torch)
 
@@ -83,11 +84,6 @@ def positive_float(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
-
-
-def default_data_root() -> str:
-    """$SIMKD_LITE_DATA, else ./data; an empty $SIMKD_LITE_DATA counts as unset (not as the current folder)."""
-    return os.environ.get("SIMKD_LITE_DATA") or "data"
 
 
 def folder(text: str) -> str:
@@ -160,8 +156,7 @@ def _common(p: argparse.ArgumentParser, *, dataset_default: str = "fashion_mnist
     p.add_argument("--lr", type=positive_float, help="override the profile's learning rate")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    p.add_argument("--data-root", default=default_data_root(),
-                   help="dataset folder (default: $SIMKD_LITE_DATA or ./data)")
+    p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--threads", type=positive_int,
                    help="CPU threads for torch, at most the core count (default: torch's choice; 1 is faster on a busy machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -229,13 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
                                             "(the student predicts through the teacher's classifier)")
     evaluate.add_argument("--teacher-model", help="architecture of that teacher, if its path does not say")
     evaluate.add_argument("--device")
-    evaluate.add_argument("--data-root", default=default_data_root())
+    evaluate.add_argument("--data-root", help=DATA_ROOT_HELP)
     _trust(evaluate)
 
     data = add("data", "List, locate or fetch datasets.")
     data.add_argument("action", choices=["list", "locate", "fetch"])
     data.add_argument("name", nargs="?", help="dataset name (for locate / fetch)")
-    data.add_argument("--data-root", default=default_data_root())
+    data.add_argument("--data-root", help=DATA_ROOT_HELP)
     data.add_argument("--quiet", action="store_true")
 
     add("profiles", "Print the table of recipes (quick and paper).")
@@ -449,8 +444,7 @@ def _reproduce_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--together", action="store_true",
                    help="each seed's students in one joint run (one teacher forward per batch); cannot resume")
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    p.add_argument("--data-root", default=os.environ.get("SIMKD_LITE_DATA", "data"),
-                   help="dataset folder (default: $SIMKD_LITE_DATA or ./data)")
+    p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (recorded: it changes the rounding)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.add_argument("--out", type=folder, default="runs/reproduce", help="output folder (default: %(default)s)")

@@ -12,12 +12,15 @@ Layout (read in this order):
     fixtures.py       write_cifar_fixture: a tiny fake CIFAR in the official file layout, for offline demos
 
 A new dataset is one function decorated with ``@register_dataset`` in a new file imported below.
+With no folder given, datasets live in ``default_data_root()``: ``$SIMKD_LITE_DATA``, else the clone's
+``data/``, else the per-user cache (``~/.cache/simkd_lite/data`` on Linux).
 Nothing touches the network unless asked (``download=True`` or ``fetch_dataset``); a missing
 dataset raises ``DatasetNotFoundError`` saying exactly how to get it.
 """
 
-from simkd_lite.data.core import (DatasetBundle, DatasetInfo, DatasetNotFoundError, fetch_dataset,
-                                  list_datasets, load_dataset, locate_dataset, register_dataset)
+from simkd_lite.data.core import (DatasetBundle, DatasetInfo, DatasetNotFoundError, default_data_root, fetch_dataset,
+                                  find_clone, list_datasets, load_dataset, locate_dataset, register_dataset,
+                                  user_cache_dir)
 from simkd_lite.data.digits import TensorImageDataset
 from simkd_lite.data.fashion_mnist import ensure_fashion_mnist_files
 from simkd_lite.data.cifar import CIFAR10Local, CIFAR100Local
@@ -25,6 +28,6 @@ from simkd_lite.data.fixtures import write_cifar_fixture
 
 __all__ = [
     "DatasetInfo", "DatasetBundle", "DatasetNotFoundError", "TensorImageDataset",
-    "register_dataset", "list_datasets", "load_dataset", "locate_dataset", "fetch_dataset",
+    "register_dataset", "list_datasets", "default_data_root", "find_clone", "user_cache_dir", "load_dataset", "locate_dataset", "fetch_dataset",
     "ensure_fashion_mnist_files", "write_cifar_fixture", "CIFAR10Local", "CIFAR100Local",
 ]

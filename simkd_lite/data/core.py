@@ -7,6 +7,7 @@ with ``@register_dataset(name, locate=...)``; ``locate(root)`` says where its fi
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -60,6 +61,45 @@ def register_dataset(name: str, locate: Callable[[Path], dict]):
     return decorator
 
 
+def find_clone(start: str | Path | None = None) -> Path | None:
+    """The simkd_lite repository (a git clone or unpacked source) holding ``start`` (default: the working
+    directory), or None: the first folder, walking up, with a ``pyproject.toml`` naming simkd_lite next to
+    a ``simkd_lite/`` package."""
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        project = folder / "pyproject.toml"
+        if (folder / "simkd_lite" / "__init__.py").is_file() and project.is_file() \
+                and 'name = "simkd_lite"' in project.read_text(errors="replace"):
+            return folder
+    return None
+
+
+def user_cache_dir() -> Path:
+    """simkd_lite's per-user cache folder (platformdirs' choice: ``~/.cache/simkd_lite`` on Linux, or
+    ``$XDG_CACHE_HOME/simkd_lite``; ``~/Library/Caches/simkd_lite`` on macOS)."""
+    import platformdirs  # a dependency of jupyter_core, and ours
+
+    return platformdirs.user_cache_path("simkd_lite")
+
+
+def default_data_root() -> Path:
+    """Where datasets live when no folder is given (``root=None``, a notebook's ``DATA_ROOT = None``).
+
+    In order: ``$SIMKD_LITE_DATA``; the ``data/`` folder of the simkd_lite clone that holds the working
+    directory, else of the clone the package was imported from (an editable install); else the per-user
+    cache, ``user_cache_dir() / "data"`` (``~/.cache/simkd_lite/data`` on Linux): a notebook copied out of
+    the repository, or a wheel-installed package, never writes above its own folder.
+    """
+    if os.environ.get("SIMKD_LITE_DATA"):
+        return Path(os.environ["SIMKD_LITE_DATA"])
+    clone = find_clone() or find_clone(Path(__file__).parent)
+    return clone / "data" if clone is not None else user_cache_dir() / "data"
+
+
+def _root(root: str | Path | None) -> Path:
+    return default_data_root() if root is None else Path(root)
+
+
 def list_datasets() -> list[str]:
     """Names accepted by ``load_dataset``, sorted."""
     return sorted(_REGISTRY)
@@ -87,19 +127,20 @@ def seeded_subset(dataset: Dataset, size: int | None, seed: int, split: str = "t
     return Subset(dataset, indices)
 
 
-def load_dataset(name: str, root: str | Path = "data", train_subset: int | None = None,
+def load_dataset(name: str, root: str | Path | None = None, train_subset: int | None = None,
                  test_subset: int | None = None, seed: int = 0, augment: bool = True,
                  download: bool | None = None) -> DatasetBundle:
     """Load a registered dataset as a ``DatasetBundle``.
 
-    root: folder holding the datasets (relative paths are relative to the working directory).
+    root: folder holding the datasets (relative paths are relative to the working directory);
+        None: ``default_data_root()`` ($SIMKD_LITE_DATA, the clone's data/, else the per-user cache).
     train_subset / test_subset: keep a seeded random subset of that many items (None: all).
     augment: random train augmentation (the test set is never augmented).
     download: fetch missing files from the internet. None (the default) means no, like False:
         loading never touches the network unless you ask for it.
     """
     key, build, _ = _lookup(name)
-    train, test, info = build(Path(root), augment, bool(download))
+    train, test, info = build(_root(root), augment, bool(download))
     for split, dataset in (("train", train), ("test", test)):
         check_labels(dataset, info, split)
     train = seeded_subset(train, train_subset, seed, "train")
@@ -126,20 +167,23 @@ def check_labels(dataset: Dataset, info: DatasetInfo, split: str) -> None:
                              "labels: a file is damaged; remove it and fetch the data set again")
 
 
-def locate_dataset(name: str, root: str | Path = "data") -> dict:
-    """Where ``name`` lives under ``root``: {"name", "present": bool, "path": str, "hint": how to get it}."""
+def locate_dataset(name: str, root: str | Path | None = None) -> dict:
+    """Where ``name`` lives under ``root`` (None: ``default_data_root()``):
+    {"name", "present": bool, "path": str, "hint": how to get it}."""
     key, _, locate = _lookup(name)
-    return {"name": key, **locate(Path(root))}
+    return {"name": key, **locate(_root(root))}
 
 
-def fetch_dataset(name: str, root: str | Path = "data") -> Path:
-    """Make ``name`` present under ``root`` (offline copies first, then a download); return its folder.
+def fetch_dataset(name: str, root: str | Path | None = None) -> Path:
+    """Make ``name`` present under ``root`` (None: ``default_data_root()``; offline copies first, then a
+    download); return its folder.
 
     Raises ``DatasetNotFoundError`` (with the how-to-get-it hint) when neither works.
     """
     _, build, locate = _lookup(name)
-    build(Path(root), False, True)
-    return Path(locate(Path(root))["path"])
+    root = _root(root)
+    build(root, False, True)
+    return Path(locate(root)["path"])
 
 
 def image_transforms(mean, std, size: int, padding: int, augment: bool):

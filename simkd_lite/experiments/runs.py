@@ -31,6 +31,7 @@ from simkd_lite.distillers import TeacherOutputs, get_distiller_class
 from simkd_lite.experiments import jobs
 from simkd_lite.experiments.jobs import check_compatible, distill_student, load_teacher
 from simkd_lite.experiments import paper_table
+from simkd_lite.experiments.locations import default_data_root, default_runs_root
 from simkd_lite.experiments.pretrained import shipped_teacher
 from simkd_lite.experiments.profiles import get_profile
 from simkd_lite.experiments.teacher_cache import cache_path, teacher_outputs
@@ -64,9 +65,12 @@ class Experiment:
 
     @classmethod
     def resolve(cls, dataset: str = "fashion_mnist", profile: str = "quick", *, seed: int = 0,
-                epochs: int | None = None, student: str | None = None, data_root: str | Path = "data",
-                runs: str | Path = "runs", device: str | None = None, **train_overrides) -> "Experiment":
+                epochs: int | None = None, student: str | None = None, data_root: str | Path | None = None,
+                runs: str | Path | None = "runs", device: str | None = None, **train_overrides) -> "Experiment":
         """The profile's recipe for `dataset`, with explicit overrides (`epochs`, `student`, `lr=...`, ...).
+
+        `data_root=None` / `runs=None` (a notebook's `DATA_ROOT = None`, `RUNS = None`) mean the package's
+        defaults, `locations.default_data_root()` and `locations.default_runs_root()`.
 
         `train_overrides` are fields of `TrainConfig` (batch_size, lr, amp, ...) applied to the students
         (a teacher's recipe is the profile's; `train_teacher(exp, ..., **overrides)` changes it).
@@ -85,7 +89,8 @@ class Experiment:
         return cls(dataset=dataset, profile=profile, teacher_model=recipe.teacher_model, student_model=student_model,
                    teacher_train=teacher_train, student_train=student_train,
                    method_options={k: dict(v) for k, v in recipe.method_options.items()},
-                   train_subset=recipe.train_subset, seed=seed, data_root=Path(data_root), runs_root=Path(runs),
+                   train_subset=recipe.train_subset, seed=seed, data_root=Path(data_root or default_data_root()),
+                   runs_root=Path(runs or default_runs_root()),
                    device=device)
 
     def options_for(self, method: str, **overrides) -> dict:

@@ -275,6 +275,7 @@ PAIRED = {"simkd_minus_vanilla": "SimKD − vanilla", "simkd_minus_kd": "SimKD �
           "simkd_minus_fitnet": "SimKD − FitNet", "teacher_minus_simkd": "teacher − SimKD"}
 STUDENT_PAIRS = ("simkd_minus_vanilla", "simkd_minus_kd", "simkd_minus_fitnet")  # two students of one run
 NOISE_MULTIPLE = 2.0   # "larger than the noise" = more than twice the standard deviation
+MIN_RUNS = 3           # a spread from fewer committed runs is no measurement of the noise
 
 
 def load_seed_table(path: str | Path | None = None) -> dict:
@@ -345,9 +346,12 @@ def judge_paired(this_run: float, key: str, table: dict | None) -> Verdict:
     if table is None:
         return Verdict(label, this_run, None, [head + " (no committed table for this setting: not judged)"])
     s = table["summary"][key]
+    if s["n"] < MIN_RUNS:
+        return Verdict(label, this_run, None, [head + f" (the committed table has {s['n']} run(s), fewer than "
+                                                      f"{MIN_RUNS}: not judged)"])
     same_sign = s["min"] > 0 or s["max"] < 0
     larger = same_sign and abs(s["mean"]) > NOISE_MULTIPLE * s["std"]
-    inside = s["min"] <= this_run <= s["max"]
+    inside = s["min"] <= round(this_run, 2) <= s["max"]   # the table keeps 2 decimals
     return Verdict(label, this_run, larger, [
         head + f"; committed {_span(s)}.",
         f"  larger than the noise: {'YES' if larger else 'NO'} (rule: every committed run has the same sign and "
@@ -369,6 +373,9 @@ def judge_step(label: str, difference: float, table: dict | None, test_images: i
     head = f"{label}: {difference:+.2f} points{images}"
     if table is None:
         return Verdict(label, difference, None, [head + " (no committed table for this setting: not judged)"])
+    if len(table["rows"]) < MIN_RUNS:
+        return Verdict(label, difference, None, [head + f" (the committed table has {len(table['rows'])} run(s), "
+                                                        f"fewer than {MIN_RUNS}: not judged)"])
     limit = NOISE_MULTIPLE * difference_noise(table)
     larger = abs(difference) > limit
     return Verdict(label, difference, larger, [

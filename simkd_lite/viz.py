@@ -64,16 +64,16 @@ def method_comparison(this_run: dict[str, float], table: dict | None = None, *, 
         spread = (table or {}).get("summary", {}).get("top1", {}).get(name)
         if spread is not None:
             runs = [r[name] for r in table["rows"]]
-            ax.scatter(runs, [y + 0.18] * len(runs), s=12, color="0.6", zorder=2,
+            ax.scatter(runs, [y + 0.25] * len(runs), s=12, color="0.6", zorder=2,
                        label="committed runs (seeds × threads)" if y == 0 else None)
-            ax.errorbar(spread["mean"], y + 0.18, xerr=spread["std"], fmt="|", color="black", capsize=4, zorder=3,
+            ax.errorbar(spread["mean"], y + 0.25, xerr=spread["std"], fmt="|", color="black", capsize=4, zorder=3,
                         markersize=12, label="committed mean ± std" if y == 0 else None)
         ax.scatter(this_run[name], y, s=70, color=colors[name], edgecolor="black", zorder=4,
                    label="this run" if y == 0 else None)
-        ax.annotate(f"{this_run[name]:.2f}", (this_run[name], y), textcoords="offset points", xytext=(0, -13),
-                    ha="center", fontsize=8)
+        ax.annotate(f"{this_run[name]:.2f}", (this_run[name], y), textcoords="offset points", xytext=(0, 7),
+                    ha="center", va="bottom", fontsize=8)
     ax.set_yticks(range(len(names)), [METHOD_LABELS.get(n, n) for n in names])
-    ax.set_ylim(len(names) - 0.5, -0.7)
+    ax.set_ylim(len(names) - 0.4, -0.6)
     ax.set_xlabel("test top-1 (%) on the full test set")
     ax.set_ylabel("method")
     n = len(table["rows"]) if table else 0
@@ -81,7 +81,7 @@ def method_comparison(this_run: dict[str, float], table: dict | None = None, *, 
                                                           if n else "\n(no committed spread for this setting)"),
                  fontsize=9)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left", ncol=3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     return fig
 
 

@@ -173,7 +173,8 @@ def run_curves(history: list[dict], title: str = "Training run") -> Figure:
 
 
 def projector_tradeoff(rows: Sequence[dict], baseline_top1: float | None = None, teacher_top1: float | None = None,
-                       ax=None, noise: float | None = None) -> Figure:
+                       ax=None, noise: float | None = None,
+                       title: str = "Projector variants: accuracy vs. extra parameters") -> Figure:
     """Accuracy against extra parameters, one labelled point per projector variant.
 
     `rows`: dicts with "name", "extra_params" and "top1" (the student's test top-1 through the teacher head).
@@ -196,9 +197,12 @@ def projector_tradeoff(rows: Sequence[dict], baseline_top1: float | None = None,
         ax.axhline(baseline_top1, color="grey", linestyle=":", linewidth=1, label="vanilla student")
     ax.set_xscale("symlog", linthresh=100)
     ax.set_xlim(-50, max(r["extra_params"] for r in rows) * 3 + 200)
+    shown = [r["top1"] for r in rows] + [v for v in (baseline_top1, teacher_top1) if v is not None]
+    pad = max(0.5, noise or 0.0)
+    ax.set_ylim(min(shown) - pad, max(shown) + pad)   # the reference lines stay inside the axes
     ax.set_xlabel("extra parameters (projector), symlog scale")
     ax.set_ylabel("test top-1 (%)")
-    ax.set_title("Projector variants: accuracy vs. extra parameters"
+    ax.set_title(title
                  + (f"\n(bars: ± {noise:.2f} points, the noise of a difference between two students)" if noise else ""),
                  fontsize=9)
     ax.legend(fontsize=8, loc="lower right")

@@ -288,8 +288,9 @@ def confusion_differences(matrices: dict[str, np.ndarray], reference: str, class
     differences = {n: _row_percent(matrices[n]) - base for n in others}
     limit = max([1.0] + [float(np.abs(d).max()) for d in differences.values()])
     for ax, (name, diff) in zip(axes[0][1:], differences.items()):
-        sns.heatmap(diff, ax=ax, cmap="RdBu_r", vmin=-limit, vmax=limit, center=0, square=True, annot=True,
-                    fmt=".0f", annot_kws={"fontsize": 6},
+        numbers = np.round(diff).astype(int) + 0   # whole points; "+ 0" turns -0 into 0
+        sns.heatmap(diff, ax=ax, cmap="RdBu_r", vmin=-limit, vmax=limit, center=0, square=True, annot=numbers,
+                    fmt="d", annot_kws={"fontsize": 6},
                     cbar_kws={"label": f"{name} − {reference} (percentage points)", "shrink": 0.8},
                     xticklabels=class_names, yticklabels=class_names)
         ax.set_title(f"{name} − {reference}")

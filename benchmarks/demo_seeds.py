@@ -158,6 +158,12 @@ def markdown(data: dict) -> str:
                   "| method | mean ± std | range |", "|---|---|---|"]
         lines += [f"| {NAMES[m]} | " + " | ".join(_cell(s, "+.2f")) + " |"
                   for m, s in summary["threads_2_minus_1"].items()]
+    sources = {}
+    for r in rows:
+        if r.get("source"):
+            sources.setdefault(r["source"], []).append(f"s{r['seed']}/t{r['threads']}")
+    for source, labels in sources.items():
+        lines += ["", f"Records {', '.join(labels)}: {source}."]
     busy = summary.get("wall_busy_machine")
     lines += ["", "Wall seconds: " + ("measured on a BUSY machine (other jobs were running; the 1-minute load average "
               f"per core exceeded {BUSY_LOAD_PER_CORE} around at least one run), so they overstate what an idle 2-core "

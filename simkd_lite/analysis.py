@@ -389,3 +389,8 @@ def verdict_table(verdicts: Sequence[Verdict]) -> list[dict]:
     return [{"difference": v.label, "points": round(v.value, 2),
              "larger than the noise?": "not judged" if v.larger is None else "yes" if v.larger else "no"}
             for v in verdicts]
+
+
+def runs_text(table: dict) -> str:
+    """Which runs a table holds, e.g. 's0/t1, s0/t2, s1/t1' (seed/threads): not always a full grid."""
+    return ", ".join(f"s{r['seed']}/t{r['threads']}" for r in table["rows"])

@@ -21,8 +21,13 @@ COLORBLIND = sns.color_palette("colorblind", 10)
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
+# Method colours from that palette, chosen far apart (its orange and vermilion are too close to pair).
+METHOD_COLORS = {"teacher": COLORBLIND[0], "vanilla": COLORBLIND[1], "kd": COLORBLIND[2], "fitnet": COLORBLIND[9],
+                 "simkd": COLORBLIND[4]}
+
+
 def _palette(names: Sequence[str]) -> dict:
-    return {name: COLORBLIND[METHOD_ORDER.index(name)] if name in METHOD_ORDER else "grey" for name in names}
+    return {name: METHOD_COLORS.get(name, "grey") for name in names}
 
 
 def budget_title(dataset: str, extra_params: dict[str, int] | None) -> str:

@@ -350,7 +350,7 @@ def judge_paired(this_run: float, key: str, table: dict | None) -> Verdict:
         return Verdict(label, this_run, None, [head + f" (the committed table has {s['n']} run(s), fewer than "
                                                       f"{MIN_RUNS}: not judged)"])
     same_sign = s["min"] > 0 or s["max"] < 0
-    larger = same_sign and abs(s["mean"]) > NOISE_MULTIPLE * s["std"]
+    larger = same_sign and round(abs(s["mean"]), 2) > round(NOISE_MULTIPLE * s["std"], 2)
     inside = s["min"] <= round(this_run, 2) <= s["max"]   # the table keeps 2 decimals
     return Verdict(label, this_run, larger, [
         head + f"; committed {_span(s)}.",
@@ -376,8 +376,8 @@ def judge_step(label: str, difference: float, table: dict | None, test_images: i
     if len(table["rows"]) < MIN_RUNS:
         return Verdict(label, difference, None, [head + f" (the committed table has {len(table['rows'])} run(s), "
                                                         f"fewer than {MIN_RUNS}: not judged)"])
-    limit = NOISE_MULTIPLE * difference_noise(table)
-    larger = abs(difference) > limit
+    limit = round(NOISE_MULTIPLE * difference_noise(table), 2)
+    larger = round(abs(difference), 2) > limit   # accuracies are multiples of 0.01: compare what is printed
     return Verdict(label, difference, larger, [
         head + f": {'LARGER than' if larger else 'within'} the noise (rule: |difference| > {NOISE_MULTIPLE:g} × "
         f"{difference_noise(table):.2f} = {limit:.2f} points, the largest std of a student-vs-student paired "

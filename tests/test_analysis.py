@@ -101,3 +101,10 @@ def test_shared_projection_puts_sets_in_one_space():
     assert np.allclose(shared["teacher"], analysis.project_2d(teacher, "pca"), atol=1e-4)
     joint = analysis.project_2d_shared({"teacher": teacher, "student": student}, "tsne")
     assert joint["teacher"].shape == joint["student"].shape == (50, 2)
+
+
+def test_a_step_equal_to_the_limit_as_printed_is_within_the_noise():
+    table = _table([3.0, 3.2, 2.8, 3.1], other=[0.5, 1.5, 0.2, 1.0])
+    limit = round(2 * analysis.difference_noise(table), 2)
+    step = analysis.judge_step("a -> b", 89.26 - (89.26 - limit) + 1e-12, table)   # float noise above the limit
+    assert step.larger is False and f"{limit:.2f}" in str(step)

@@ -1,4 +1,5 @@
-"""Looking inside trained models: pooled features, 2-D projections, feature agreement.
+"""Looking inside trained models (pooled features, 2-D projections, feature agreement) and judging
+differences against the committed noise table (`load_seed_table`, `judge_paired`, `judge_step`).
 
 Used by the demo's feature-space figure and by the feature-space notebook. Nothing here trains a network;
 `train_linear_head` fits one linear layer on fixed features (the "new classifier" ablation).
@@ -6,7 +7,8 @@ Used by the demo's feature-space figure and by the feature-space notebook. Nothi
 from __future__ import annotations
 
 import json
-from importlib import resources
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -16,16 +18,7 @@ from sklearn.manifold import TSNE
 from torch import Tensor, nn
 
 from simkd_lite.distillers.losses import global_pool
-
-
-def load_seed_table() -> dict:
-    """The committed seed-spread table of `simkd-lite demo` (quick profile, Fashion-MNIST; written by
-    `benchmarks/demo_seeds.py`), shipped as package data so that a notebook outside the clone can show it.
-
-    Keys: dataset, machine, command, note, seeds, test_images, rows (one per seed) and summary
-    (summary["top1"][method] = {"mean", "std", "min", "max"} in %, plus "simkd_minus_vanilla", ...).
-    """
-    return json.loads(resources.files("simkd_lite").joinpath("results").joinpath("demo_seeds.json").read_text())
+from simkd_lite.errors import SimKDLiteError
 
 
 @torch.no_grad()
@@ -59,6 +52,25 @@ def project_2d(features: Tensor | np.ndarray, method: str = "pca", seed: int = 0
         return TSNE(n_components=2, init="pca", perplexity=min(30.0, max(5.0, len(x) / 10)),
                     random_state=seed).fit_transform(x)
     raise ValueError(f"Unknown projection {method!r}: use 'pca' or 'tsne'.")
+
+
+def project_2d_shared(features: dict[str, Tensor | np.ndarray], method: str = "pca", seed: int = 0) -> dict:
+    """Several (N, C) feature sets of the same C in ONE 2-D space, so that their positions can be compared.
+
+    PCA is fitted on the first set (the reference, e.g. the teacher's features) and applied to every set:
+    one pair of axes for all. t-SNE cannot place new points, so it embeds all sets together and splits the
+    result. Returns {name: (N, 2)} in the order given.
+    """
+    names = list(features)
+    arrays = [np.asarray(features[n], dtype=np.float32) for n in names]
+    if len({a.shape[1] for a in arrays}) != 1:
+        raise ValueError(f"A shared 2-D space needs features of one width, got {[a.shape[1] for a in arrays]}.")
+    if method == "pca":
+        pca = PCA(n_components=2, random_state=seed).fit(arrays[0])
+        return {n: pca.transform(a) for n, a in zip(names, arrays)}
+    joint = project_2d(np.concatenate(arrays), method, seed)
+    bounds = np.cumsum([0] + [len(a) for a in arrays])
+    return {n: joint[bounds[i]:bounds[i + 1]] for i, n in enumerate(names)}
 
 
 # ------------------------------------------------------------------------------ predictions and agreement
@@ -255,3 +267,130 @@ def measure_throughput(model: Callable[[Tensor], Tensor], images: Tensor, device
             if run >= warmup:
                 best = min(best, time.perf_counter() - start)
     return len(images) / best
+
+
+# ------------------------------------------------------------------------------ the noise, and verdicts against it
+SEED_TABLE = "demo_seeds.json"   # package data in simkd_lite/results/, written by benchmarks/demo_seeds.py
+PAIRED = {"simkd_minus_vanilla": "SimKD − vanilla", "simkd_minus_kd": "SimKD − KD",
+          "simkd_minus_fitnet": "SimKD − FitNet", "teacher_minus_simkd": "teacher − SimKD"}
+STUDENT_PAIRS = ("simkd_minus_vanilla", "simkd_minus_kd", "simkd_minus_fitnet")  # two students of one run
+NOISE_MULTIPLE = 2.0   # "larger than the noise" = more than twice the standard deviation
+MIN_RUNS = 3           # a spread from fewer committed runs is no measurement of the noise
+
+
+def load_seed_table(path: str | Path | None = None) -> dict:
+    """The committed noise table: `simkd-lite demo` over seeds x CPU thread counts (quick profile, Fashion-MNIST).
+
+    Returns the JSON that `benchmarks/demo_seeds.py` writes: "rows" (one record per run, with "seed",
+    "threads" and each method's top-1), "summary" (mean/std/min/max/n per method under "top1", and per
+    paired difference such as "simkd_minus_vanilla"), "covers" and "not_covered" (what the noise includes).
+    `path`: another table written by that script; None = the one shipped in the package.
+    """
+    if path is None:
+        from importlib.resources import files
+
+        resource = files("simkd_lite") / "results" / SEED_TABLE
+        if not resource.is_file():
+            raise SimKDLiteError(f"The package has no seed table ({resource}): run `python benchmarks/demo_seeds.py`.")
+        return json.loads(resource.read_text())
+    path = Path(path)
+    if not path.is_file():
+        raise SimKDLiteError(f"No seed table at {path}: `python benchmarks/demo_seeds.py --json {path}` writes one.")
+    return json.loads(path.read_text())
+
+
+def seed_table_for(dataset: str, profile: str, path: str | Path | None = None) -> dict | None:
+    """The committed table when it measured this setting (its data set, quick profile), else None (with a
+    printed line saying why: a verdict against another setting's noise would be meaningless)."""
+    table = load_seed_table(path)
+    if (dataset, profile) != (table["dataset"], table.get("profile", "quick")):
+        print(f"The committed noise table measures {table['dataset']} with the {table.get('profile', 'quick')} "
+              f"profile, not {dataset}/{profile}: no verdicts here (measure yours with benchmarks/demo_seeds.py).")
+        return None
+    return table
+
+
+@dataclass
+class Verdict:
+    """A judged difference: `larger` is True/False (None: no table to judge against); prints as its lines."""
+
+    label: str
+    value: float
+    larger: bool | None
+    lines: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.larger)
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
+
+    __repr__ = __str__
+
+
+def _span(s: dict, sign: str = "+") -> str:
+    return (f"{s['mean']:{sign}.2f} ± {s['std']:.2f} (range {s['min']:{sign}.2f} … {s['max']:{sign}.2f}, "
+            f"n = {s['n']} runs)")
+
+
+def judge_paired(this_run: float, key: str, table: dict | None) -> Verdict:
+    """This run's paired difference (e.g. SimKD − vanilla from one run) against the committed spread of the
+    same difference over seeds x threads.
+
+    Rule: the committed difference is larger than the noise when every committed run has the same sign and
+    its mean is more than NOISE_MULTIPLE standard deviations from zero; this run is then checked against the
+    committed range (a value outside it means this run met conditions the table does not cover).
+    """
+    label = PAIRED[key]
+    head = f"{label}: this run {this_run:+.2f} points"
+    if table is None:
+        return Verdict(label, this_run, None, [head + " (no committed table for this setting: not judged)"])
+    s = table["summary"][key]
+    if s["n"] < MIN_RUNS:
+        return Verdict(label, this_run, None, [head + f" (the committed table has {s['n']} run(s), fewer than "
+                                                      f"{MIN_RUNS}: not judged)"])
+    same_sign = s["min"] > 0 or s["max"] < 0
+    larger = same_sign and round(abs(s["mean"]), 2) > round(NOISE_MULTIPLE * s["std"], 2)
+    inside = s["min"] <= round(this_run, 2) <= s["max"]   # the table keeps 2 decimals
+    return Verdict(label, this_run, larger, [
+        head + f"; committed {_span(s)}.",
+        f"  larger than the noise: {'YES' if larger else 'NO'} (rule: every committed run has the same sign and "
+        f"|mean| > {NOISE_MULTIPLE:g} × std; here {'all' if same_sign else 'not all'} runs share the sign, "
+        f"|mean| = {abs(s['mean']):.2f} vs {NOISE_MULTIPLE:g} × std = {NOISE_MULTIPLE * s['std']:.2f}).",
+        f"  this run is {'inside' if inside else 'OUTSIDE'} the committed range."])
+
+
+def difference_noise(table: dict) -> float:
+    """The noise of a difference between two students of one run: the largest standard deviation of the
+    committed student-vs-student paired differences (SimKD − vanilla, − KD, − FitNet)."""
+    return max(table["summary"][key]["std"] for key in STUDENT_PAIRS if key in table["summary"])
+
+
+def judge_step(label: str, difference: float, table: dict | None, test_images: int | None = None) -> Verdict:
+    """A difference the table did not measure (e.g. two projector designs of one seed) against the noise of
+    differences between students: larger than the noise when |difference| > NOISE_MULTIPLE × that std."""
+    images = f" ({round(difference * test_images / 100):+,} of {test_images:,} test images)" if test_images else ""
+    head = f"{label}: {difference:+.2f} points{images}"
+    if table is None:
+        return Verdict(label, difference, None, [head + " (no committed table for this setting: not judged)"])
+    if len(table["rows"]) < MIN_RUNS:
+        return Verdict(label, difference, None, [head + f" (the committed table has {len(table['rows'])} run(s), "
+                                                        f"fewer than {MIN_RUNS}: not judged)"])
+    limit = round(NOISE_MULTIPLE * difference_noise(table), 2)
+    larger = round(abs(difference), 2) > limit   # accuracies are multiples of 0.01: compare what is printed
+    return Verdict(label, difference, larger, [
+        head + f": {'LARGER than' if larger else 'within'} the noise (rule: |difference| > {NOISE_MULTIPLE:g} × "
+        f"{difference_noise(table):.2f} = {limit:.2f} points, the largest std of a student-vs-student paired "
+        f"difference over the {len(table['rows'])} committed runs)."])
+
+
+def verdict_table(verdicts: Sequence[Verdict]) -> list[dict]:
+    """Rows for a DataFrame: label, value, and the verdict as text ("larger", "within the noise", "not judged")."""
+    return [{"difference": v.label, "points": round(v.value, 2),
+             "larger than the noise?": "not judged" if v.larger is None else "yes" if v.larger else "no"}
+            for v in verdicts]
+
+
+def runs_text(table: dict) -> str:
+    """Which runs a table holds, e.g. 's0/t1, s0/t2, s1/t1' (seed/threads): not always a full grid."""
+    return ", ".join(f"s{r['seed']}/t{r['threads']}" for r in table["rows"])

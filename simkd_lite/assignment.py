@@ -9,6 +9,7 @@ says precisely what is wrong; they help while working and are not the grade:
     check_logits(simkd_logits)            # (projected map, teacher head) -> logits through the reused head
 
 Each returns a `Feedback` (truthy when passed) that prints as one line: PASS/FAIL, what, why.
+`parts_run(...)` says whether the four parts run at all: part 5 trains whenever they do.
 
 The grade comes from nbgrader (course/README.md): the notebook's graded cells test the same contract
 against hand-computed values, and its hidden tests use `package_code_used` to make sure a solution
@@ -280,6 +281,41 @@ def check_logits(fn: Callable[[Tensor, nn.Linear], Tensor]) -> Feedback:
 
 
 # ------------------------------------------------------------------------------------------ grading
+def parts_run(align: Callable, projector_cls: Callable, loss: Callable, logits: Callable) -> Feedback:
+    """Whether parts 1-4 can be *run* on one small SimKD step (map -> align -> project -> loss -> logits).
+
+    This gates part 5 of the assignment: part 5 is graded on what training with the student's parts reaches,
+    so it must run whenever the parts run, whatever the (ungraded) check_... feedback says about them.
+    Fails only when a part is not written yet or raises: the message names the part, in one line.
+    """
+    generator = torch.Generator().manual_seed(0)
+    feat_s, feat_t = torch.rand(2, 4, 4, 4, generator=generator), torch.rand(2, 6, 2, 2, generator=generator)
+    steps = [("part 1, align_feature_maps", lambda: align(feat_s, feat_t)),
+             ("part 2, Projector", lambda maps: (projector_cls(4, 6, 2)(maps[0]), maps[1])),
+             ("part 3, simkd_loss", lambda pair: (pair[0], loss(*pair))),
+             ("part 4, simkd_logits", lambda pair: logits(pair[0], nn.Linear(6, 3)))]
+    value = None
+    for index, (name, step) in enumerate(steps):
+        try:
+            value = step() if index == 0 else step(value)
+        except NotImplementedError:
+            return Feedback("parts 1-4", False, f"{name} is {NOT_IMPLEMENTED}: part 5 trains with parts 1-4, so write "
+                                                "them first.")
+        except Exception as err:  # noqa: BLE001 - any error is feedback
+            return Feedback("parts 1-4", False, f"{name} raised {type(err).__name__}: {err} (on a 2-image SimKD "
+                                                "step); part 5 needs parts 1-4 to run.")
+    return Feedback("parts 1-4", True, "they run on a small SimKD step: part 5 trains with them (the check_... "
+                                       "lines above say how they compare with the reference).")
+
+
+def own_work(obj) -> str:
+    """One sentence for a hidden test: which simkd_lite code a solution relies on (empty list: its own)."""
+    used = package_code_used(obj)
+    name = getattr(obj, "__qualname__", str(obj))
+    return (f"{name} relies on simkd_lite's own code ({'; '.join(used)}): the graded solution must be your own code."
+            if used else f"{name} is your own code.")
+
+
 def package_code_used(obj) -> list[str]:
     """The simkd_lite names a function or class (defined in a notebook) relies on; [] when it is self-made.
 

@@ -213,3 +213,51 @@ def test_package_code_used_accepts_own_code():
 ])
 def test_package_code_used_finds_the_reference(obj, start):
     assert any(name.startswith(start) for name in package_code_used(obj)), package_code_used(obj)
+
+
+def test_parts_run_gates_part_5_on_running_not_on_the_checks():
+    import torch.nn.functional as F
+    from torch import nn
+
+    from simkd_lite.assignment import parts_run
+
+    def align_max(feat_s, feat_t):   # wrong (max pooling) but runs
+        size = min(feat_s.shape[-1], feat_t.shape[-1])
+        return F.adaptive_max_pool2d(feat_s, size), F.adaptive_max_pool2d(feat_t, size)
+
+    class BiasedProjector(nn.Module):   # wrong (bias=True) but runs
+        def __init__(self, s, t, factor=2):
+            super().__init__()
+            self.transfer = nn.Sequential(nn.Conv2d(s, t, 1, bias=True), nn.BatchNorm2d(t), nn.ReLU())
+
+        def forward(self, x):
+            return self.transfer(x)
+
+    def loss(a, b):
+        return ((a - b) ** 2).mean()
+
+    def logits(projected, head):
+        return head(projected.mean(dim=(2, 3)))
+
+    def not_yet(*args):
+        raise NotImplementedError()
+
+    assert parts_run(align_max, BiasedProjector, loss, logits)
+    blank = parts_run(align_max, BiasedProjector, not_yet, logits)
+    assert not blank and "part 3, simkd_loss is not implemented yet" in str(blank)
+    broken = parts_run(align_max, BiasedProjector, loss, lambda projected, head: head(projected))
+    assert not broken and "part 4, simkd_logits raised RuntimeError" in str(broken) and "\n" not in str(broken)
+
+
+def test_own_work_is_one_sentence():
+    from simkd_lite.assignment import own_work
+
+    def borrowed(feat_s, feat_t):
+        return align_feature_maps(feat_s, feat_t)   # the module-level import of the reference
+
+    def mine(feat_s, feat_t):
+        return feat_s, feat_t
+
+    assert own_work(borrowed).startswith("test_own_work_is_one_sentence.<locals>.borrowed relies on simkd_lite's own code")
+    assert own_work(borrowed).endswith("the graded solution must be your own code.")
+    assert own_work(mine).endswith("is your own code.")

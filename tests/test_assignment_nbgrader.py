@@ -7,7 +7,9 @@
    - `blank`: the student version as released, which must run to the end without crashing (errors only in
      graded cells, the checkers saying "not implemented yet") and score zero;
    - `borrower`: the student version whose alignment calls simkd_lite's reference implementation: it
-     passes the visible asserts, and the hidden tests must still give it zero.
+     passes the visible asserts, and the hidden tests must still give it zero;
+   - `planted`: the reference with two planted mistakes (max pooling in part 1, `bias=True` convolutions in
+     part 2): 0 on those two test cells, full points on part 5, which trains with the parts because they run.
 
 Run only this file with `pytest -m nbgrader`; leave it out with `-m "not nbgrader"`.
 """
@@ -46,6 +48,17 @@ def align_feature_maps(feat_s, feat_t):
 '''
 
 
+def _planted_mistakes(source: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The reference solution with max pooling in the alignment and biased projector convolutions."""
+    notebook = nbformat.from_dict(source)
+    cells = {c.get("id"): c for c in notebook.cells}
+    align, projector = cells["align"], next(c for c in notebook.cells if "class Projector" in c.source)
+    assert align.source.count("F.adaptive_avg_pool2d(") == 2 and projector.source.count("bias=False") == 3
+    align.source = align.source.replace("F.adaptive_avg_pool2d(", "F.adaptive_max_pool2d(")
+    projector.source = projector.source.replace("bias=False", "bias=True")
+    return notebook
+
+
 def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
     # nbgrader runs `alembic` as a program and notebooks with the `python3` kernel: both from this environment.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -78,6 +91,7 @@ def course(tmp_path_factory) -> Path:
     borrower = nbformat.from_dict(release)
     next(c for c in borrower.cells if c.get("id") == "align").source = BORROWED_ALIGNMENT
     _submit(course, "borrower", borrower)
+    _submit(course, "planted", _planted_mistakes(nbformat.read(NOTEBOOK, as_version=4)))
     _nbgrader(course, "autograde", ASSIGNMENT)
     return course
 
@@ -101,7 +115,7 @@ def test_the_student_version_hides_solutions_and_hidden_tests(course):
     assert [c.get("id") for c in release.cells] == [c.get("id") for c in source.cells]
     text = "\n".join(c.source for c in release.cells)
     for secret in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "package_code_used", "F.adaptive_avg_pool2d(feat_s",
-                   "nn.Conv2d(m, m, kernel_size=3", "Reference answer", "Rubric"):
+                   "nn.Conv2d(m, m, kernel_size=3", "Reference answer", "Rubric", "Instructors", "instructor"):
         assert secret not in text, f"the student version still contains {secret!r}"
     solutions = [c for c in release.cells if c.metadata.get("nbgrader", {}).get("solution")]
     code_stubs = [c for c in solutions if c.cell_type == "code"]
@@ -148,3 +162,21 @@ def test_hidden_tests_reject_a_solution_that_calls_the_reference(course):
     assert "AssertionError" in _text(test)           # ...the hidden tests can
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         assert gradebook.find_grade("test_align", NAME, ASSIGNMENT, "borrower").score == 0
+
+
+def test_planted_mistakes_cost_their_parts_only(course):
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        score = {test: gradebook.find_grade(test, NAME, ASSIGNMENT, "planted").score
+                 for test in ("test_align", "test_projector", "test_projector_params", "test_loss", "test_logits",
+                              "test_training")}
+    assert score == {"test_align": 0, "test_projector": 0, "test_projector_params": 2, "test_loss": 2,
+                     "test_logits": 2, "test_training": 2}, score
+    notebook = _graded(course, "planted")
+    cells = {c.get("id"): c for c in notebook.cells}
+    assert "FAIL alignment" in _text(cells["check-align"]) and "FAIL projector" in _text(cells["check-projector"])
+    assert "Part 5 trains with your parts 1-4." in _text(cells["ready"])
+    assert "SimKD (your parts)" in _text(cells["train"])
+    # a failing graded test says what is wrong in one sentence (no raw list of parameter names)
+    failure = next(o for o in cells["test_projector"].outputs if o.output_type == "error")
+    message = failure.evalue
+    assert message.startswith("the parameter names should be the official transfer.0/1/3/4/6/7.*") and "[" not in message

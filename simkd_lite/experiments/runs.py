@@ -274,7 +274,7 @@ class StudentRun:
 
 
 def train_student(method: str, data: PreparedData, teacher: nn.Module | None = None, *, out: str | Path | None = None,
-                  options: dict | None = None, resume: bool = True, overwrite: bool = False, log: Log = None,
+                  options: dict | None = None, resume: bool = True, overwrite: bool = False, log: Log = print,
                   progress: bool | None = False) -> StudentRun:
     """Train (or reuse) one student of `data.exp` with `method`.
 
@@ -282,6 +282,7 @@ def train_student(method: str, data: PreparedData, teacher: nn.Module | None = N
     settings is reused instead of trained again (`resume=True` continues an unfinished one;
     `overwrite=True` replaces whatever run the folder holds; neither: a folder holding a run is refused).
     options: method options on top of the profile's (e.g. {"factor": 4}).
+    log: by default one line per epoch, or one line saying a finished run was reused (`log=None`: silent).
     """
     exp = data.exp
     options = exp.options_for(method, **(options or {}))

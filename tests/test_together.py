@@ -195,3 +195,101 @@ def test_stacked_students_in_one_cuda_graph_match_separate_runs(tmp_path, determ
     separate, together = _run(few_steps, replace(CONFIGS["live-teacher"], epochs=1), tmp_path, device="cuda",
                               stack=True)
     _compare(separate, together, exact=False)
+
+
+# ------------------------------------------------------------------------------------ resume after a kill
+class Killed(BaseException):
+    """Stands for a SIGKILL: nothing after it runs, no `except Exception` catches it."""
+
+
+def _last_weights(folder):
+    last = read_checkpoint(folder / "last.pt")
+    return last["epoch"], {**last["model"], **last["extras"]}
+
+
+def test_a_killed_joint_run_resumes_each_student_from_its_own_last_pt(digits, tmp_path, monkeypatch):
+    """Killed between two students' saves (two at epoch 2, two at epoch 1), the joint run resumes each from its
+    own last.pt and ends with every student's weights bitwise equal to an uninterrupted joint run's (CPU)."""
+    from simkd_lite.training import loop
+
+    config = replace(CONFIGS["live-teacher"], epochs=3, device="cpu")
+    options = {m: PAPER_METHOD_OPTIONS.get(m, {}) for m in METHODS}
+
+    def joint(out, **kwargs):
+        return distill_together(METHODS, "resnet8_w8", _teacher(), digits, config, out, options=options,
+                                progress=False, **kwargs)
+
+    joint(tmp_path / "straight", log=None)
+    saves, real_save = [], loop.atomic_save
+
+    def save_then_die(state, path):
+        real_save(state, path)
+        saves.append(path)
+        if sum(p.name == "last.pt" for p in saves) == 6:  # epoch 2: vanilla and kd saved, fitnet and simkd not
+            raise Killed
+
+    monkeypatch.setattr(loop, "atomic_save", save_then_die)
+    with pytest.raises(Killed):
+        joint(tmp_path / "killed", log=None)
+    monkeypatch.setattr(loop, "atomic_save", real_save)
+    assert [_last_weights(tmp_path / "killed" / m)[0] for m in METHODS] == [2, 2, 1, 1]
+
+    with pytest.raises(Exception, match="already holds a run"):  # without resume, the folders are refused
+        joint(tmp_path / "killed", log=None)
+    said = []
+    resumed = joint(tmp_path / "killed", resume=True, log=said.append)
+    for method, epoch in zip(METHODS, [2, 2, 1, 1]):
+        assert any(f"[{method}] resuming from" in line and f"after epoch {epoch}" in line for line in said), said
+    for method, summary in zip(METHODS, resumed):
+        done, weights = _last_weights(tmp_path / "killed" / method)
+        _, expected = _last_weights(tmp_path / "straight" / method)
+        assert done == 3 and set(weights) == set(expected)
+        for key, value in expected.items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(weights[key], value), (method, key)
+        assert [h["epoch"] for h in summary["history"]] == [1, 2, 3]
+        straight = read_checkpoint(tmp_path / "straight" / method / "last.pt")["history"]
+        assert [{k: v for k, v in h.items() if k != "seconds"} for h in summary["history"]] == \
+            [{k: v for k, v in h.items() if k != "seconds"} for h in straight]
+    # resuming a finished joint run trains nothing and reports the same numbers
+    again = joint(tmp_path / "killed", resume=True, log=None)
+    assert [s["top1"] for s in again] == [s["top1"] for s in resumed]
+
+
+def test_demo_together_killed_with_sigkill_continues_each_student(tmp_path, digits_teacher):
+    """`simkd-lite demo --together`, SIGKILLed mid-run and started again, says it continues each student and
+    ends with every student's last.pt weights bitwise equal to an uninterrupted joint run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT, run_cli
+
+    args = ["demo", "--dataset", "digits", "--together", "--teacher", str(digits_teacher), "--epochs", "6",
+            "--threads", "1"]
+    run_cli(*args, "--quiet", "--out", str(tmp_path / "straight"))
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "simkd_lite", *args, "--quiet", "--out", str(killed)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:  # some epochs done, then kill without warning
+        try:
+            if (killed / "simkd" / "last.pt").exists() and read_checkpoint(killed / "simkd" / "last.pt")["epoch"] >= 2:
+                break
+        except Exception:  # noqa: BLE001 - a file being replaced: look again
+            pass
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = {m: read_checkpoint(killed / m / "last.pt")["epoch"] for m in METHODS if (killed / m / "last.pt").exists()}
+    assert done and min(done.values()) < 6, "the run finished before it could be killed"
+    resumed = run_cli(*args, "--out", str(killed))
+    for method, epoch in done.items():
+        if epoch < 6:
+            assert f"[{method}] resuming from" in resumed.stdout and f"after epoch {epoch}" in resumed.stdout
+    for method in METHODS:
+        _, weights = _last_weights(killed / method)
+        _, expected = _last_weights(tmp_path / "straight" / method)
+        assert all(torch.equal(weights[k], v) for k, v in expected.items() if isinstance(v, torch.Tensor)), method

@@ -71,8 +71,11 @@ def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | 
         options = {m: exp.options_for(m) for m in methods}
         if together:  # one joint run: the same batches, one teacher forward per batch (training/together.py)
             joint = distill_together(methods, exp.student_model, teacher_net, data.bundle,
-                                     replace(config, device=str(data.device)), out, options=options, log=log,
-                                     progress=progress, shared=data.shared(needs_teacher=True), stack=stack_students)
+                                     replace(config, device=str(data.device)), out, options=options,
+                                     resume=not overwrite, overwrite=overwrite, log=log, progress=progress,
+                                     shared=data.shared(needs_teacher=True), stack=stack_students,
+                                     run_info={"profile": exp.profile, "teacher": teacher_net.source,
+                                               "train_subset": exp.train_subset})
             students = {s["method"]: s for s in joint}
         else:
             runs = compare(methods, data, teacher_net, out=out, resume=not overwrite, overwrite=overwrite, log=log,

@@ -23,7 +23,6 @@ from simkd_lite.training.distributed import is_main_process
 from simkd_lite.training.loop import TrainConfig, fit, predict, top1
 from simkd_lite.training.metrics import summarize
 from simkd_lite.training.runtime import seed_everything, select_device
-from simkd_lite.training.together import fit_together
 from simkd_lite.models import count_parameters, create_model
 
 
@@ -158,12 +157,15 @@ def build_distiller(method: str, student_model: str, teacher_net, info, seed: in
 
 
 def distill_together(methods, student_model: str, teacher_net, bundle, config: TrainConfig, out: str | Path, *,
-                     options: dict[str, dict] | None = None, log=print, progress=None,
-                     shared: dict | None = None, stack: bool = False) -> list[dict]:
+                     options: dict[str, dict] | None = None, resume: bool = False, overwrite: bool = False,
+                     log=print, progress=None, shared: dict | None = None, stack: bool = False,
+                     run_info: dict | None = None) -> list[dict]:
     """`experiments.jobs.distill_student` for several methods at once; one summary per method, in `methods` order.
 
-    `stack=True`: the students' encoders run as one batched network (`training/stacked.py`).
-    Writes OUT/<method>/{config.json, last.pt, best.pt, results.json} (+ student.pt for SimKD).
+    One `fit` of all students (one teacher forward per batch). `resume` continues each student from
+    its own OUT/<method>/last.pt (after a kill, they may be an epoch apart); `overwrite` as in
+    `train_teacher`. `stack=True`: the students' encoders run as one batched network (`training/stacked.py`).
+    Writes OUT/<method>/{config.json, last.pt, best.pt, metrics.csv, results.json} (+ student.pt for SimKD).
     """
 
     out, info = Path(out), bundle.info
@@ -172,25 +174,26 @@ def distill_together(methods, student_model: str, teacher_net, bundle, config: T
     teacher_name = getattr(teacher_net, "model_name", None)
     metas = {m: {"kind": "student", "model_name": student_model, "dataset": asdict(info),
                  "teacher_model": teacher_name if distillers[m].needs_teacher else None} for m in methods}
-    for m in methods:
-        write_config(out / m, job="distill", method=m, dataset=info.name, student_model=student_model,
-                     teacher_model=metas[m]["teacher_model"], method_options=options.get(m, {}), train=config,
-                     together=list(methods), stacked=stack)
+    runs = {m: {"job": "distill", "method": m, "dataset": info.name, "student_model": student_model,
+                "teacher_model": metas[m]["teacher_model"], "method_options": options.get(m, {}),
+                "together": list(methods), "stacked": stack, **(run_info or {})} for m in methods}
     started = time.perf_counter()
-    histories = fit_together(distillers, bundle.train, bundle.test, config, {m: out / m for m in methods},
-                             metas=metas, log=log, progress=progress, gpu_augment=on_device_augment(info, config),
-                             stack=stack, **(shared or {}))
+    histories = fit(distillers, bundle.train, bundle.test, config, {m: out / m for m in methods}, resume=resume,
+                    overwrite=overwrite, meta=metas, run=runs, log=log, progress=progress,
+                    gpu_augment=on_device_augment(info, config), stack=stack, **(shared or {}))
     seconds = time.perf_counter() - started
     summaries = []
     for m in methods:
         distiller = distillers[m]
         distiller.write_deployable(out / m, dataset=asdict(info))
         best_last = summarize(histories[m])
+        # this call's wall-clock, or the epochs' own seconds where an earlier call trained them (resume, reuse)
+        took = max(seconds, sum(record["seconds"] for record in histories[m]))
         summary = {"method": m, "model": student_model, "top1": best_last["last_top1"],
                    "best_top1": best_last["best_top1"], "best_epoch": best_last["best_epoch"],
                    "params": distiller.deployed_parameters(),
                    "extra_params": distiller.deployed_parameters() - count_parameters(distiller.student),
-                   "seconds": round(seconds, 2), "together": list(methods), "history": histories[m]}
+                   "seconds": round(took, 2), "together": list(methods), "history": histories[m]}
         atomic_write_text(json.dumps(summary, indent=2) + "\n", out / m / "results.json")
         summaries.append({**summary, "distiller": distiller})
     return summaries

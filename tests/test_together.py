@@ -8,9 +8,8 @@ import torch
 
 from simkd_lite.checkpoints import read_checkpoint
 from simkd_lite.data import load_dataset
-from simkd_lite.experiments.jobs import distill_student
+from simkd_lite.experiments.jobs import StudentsJob, fit_students
 from simkd_lite.experiments.profiles import PAPER_METHOD_OPTIONS
-from simkd_lite.experiments.jobs import distill_together
 from simkd_lite.training.loop import TrainConfig
 from simkd_lite.models import create_model
 
@@ -37,25 +36,32 @@ def _teacher():
     return create_model("resnet8", 10, 1)
 
 
-def _state(summary):
-    return summary["distiller"].state_dict()
+def _state(result):
+    return result.distiller.state_dict()
+
+
+def _students(methods, teacher, bundle, config, out, *, stack=False, **kwargs):
+    """One `fit` of `methods`' resnet8_w8 students (the paper's method options), OUT/<method> each."""
+    job = StudentsJob(tuple(methods), "resnet8_w8", teacher, {m: PAPER_METHOD_OPTIONS.get(m, {}) for m in methods},
+                      stack=stack)
+    return fit_students(job, bundle, config, {m: out / m for m in methods}, progress=False, **kwargs)
 
 
 def _compare(separate, together, exact):
     for s, t in zip(separate, together):
-        assert s["method"] == t["method"]
+        assert s.method == t.method
         a, b = _state(s), _state(t)
         assert set(a) == set(b)
         for key in a:
             if not isinstance(a[key], torch.Tensor):
                 continue
             if exact or not a[key].is_floating_point():
-                assert torch.equal(a[key].cpu(), b[key].cpu()), (s["method"], key)
+                assert torch.equal(a[key].cpu(), b[key].cpu()), (s.method, key)
             else:
                 rel = ((a[key] - b[key]).float().norm() / a[key].float().norm().clamp_min(1e-12)).item()
-                assert rel < 1e-4, (s["method"], key, rel)
-        hs = [{k: v for k, v in h.items() if k != "seconds"} for h in s["history"]]
-        ht = [{k: v for k, v in h.items() if k != "seconds"} for h in t["history"]]
+                assert rel < 1e-4, (s.method, key, rel)
+        hs = [{k: v for k, v in h.items() if k != "seconds"} for h in s.history]
+        ht = [{k: v for k, v in h.items() if k != "seconds"} for h in t.history]
         if exact:
             assert hs == ht
         else:
@@ -67,12 +73,9 @@ def _run(digits, config, tmp_path, device="cpu", stack=False):
     """Each method's separate run (eager: without a CUDA graph), then all of them in one joint run."""
     config = replace(config, device=device)
     teacher = _teacher()
-    separate = [distill_student(m, "resnet8_w8", teacher, digits, replace(config, cuda_graph=False),
-                                tmp_path / "separate" / m, options=PAPER_METHOD_OPTIONS.get(m, {}), log=None,
-                                progress=False) for m in METHODS]
-    together = distill_together(METHODS, "resnet8_w8", teacher, digits, config, tmp_path / "together",
-                                options={m: PAPER_METHOD_OPTIONS.get(m, {}) for m in METHODS}, log=None, progress=False,
-                                stack=stack)
+    separate = [_students([m], teacher, digits, replace(config, cuda_graph=False), tmp_path / "separate", log=None)[0]
+                for m in METHODS]
+    together = _students(METHODS, teacher, digits, config, tmp_path / "together", stack=stack, log=None)
     return separate, together
 
 
@@ -93,12 +96,12 @@ def test_stacked_students_equal_their_separate_runs_on_cpu(tmp_path, name):
     few_steps = load_dataset("digits", train_subset=320, seed=0)
     separate, together = _run(few_steps, replace(CONFIGS[name], epochs=1), tmp_path, stack=True)
     _compare(separate, together, exact=False)
-    simkd = next(s["distiller"] for s in together if s["method"] == "simkd")
+    simkd = next(s.distiller for s in together if s.method == "simkd")
     assert simkd.student.get_classifier().weight.grad is None  # SimKD never trains its own head, as alone
-    storages = {p.untyped_storage().data_ptr() for s in together for p in s["distiller"].student.parameters()}
-    assert len(storages) == sum(len(list(s["distiller"].student.parameters())) for s in together)  # unstacked
+    storages = {p.untyped_storage().data_ptr() for s in together for p in s.distiller.student.parameters()}
+    assert len(storages) == sum(len(list(s.distiller.student.parameters())) for s in together)  # unstacked
     for summary in together:  # a checkpoint holds this student's weights only, not the whole stack
-        folder = tmp_path / "together" / summary["method"]
+        folder = tmp_path / "together" / summary.method
         model = read_checkpoint(folder / "last.pt")["model"]
         assert all(t.untyped_storage().nbytes() == t.numel() * t.element_size() for t in model.values())
     assert json.loads((tmp_path / "together" / "kd" / "config.json").read_text())["stacked"] is True
@@ -172,11 +175,12 @@ def test_stacked_gradients_match_float64(digits, channels_last):
 def test_together_writes_one_run_per_method(digits, tmp_path):
     _, together = _run(digits, replace(CONFIGS["live-teacher"], epochs=1), tmp_path)
     for summary in together:
-        folder = tmp_path / "together" / summary["method"]
+        folder = tmp_path / "together" / summary.method
         result = json.loads((folder / "results.json").read_text())
-        assert result["method"] == summary["method"] and result["together"] == list(METHODS)
-        assert result["top1"] == summary["top1"] and len(result["history"]) == 1
-        assert read_checkpoint(folder / "last.pt")["method"] == summary["method"]
+        assert result["method"] == summary.method and result["together"] == list(METHODS)
+        assert result["top1"] == summary.top1 and len(result["history"]) == 1
+        assert read_checkpoint(folder / "last.pt")["method"] == summary.method
+        assert json.loads((folder / "config.json").read_text())["together"] == list(METHODS)
         assert (folder / "best.pt").exists() and (folder / "config.json").exists()
     assert (tmp_path / "together" / "simkd" / "student.pt").exists()
 
@@ -213,11 +217,8 @@ def test_a_killed_joint_run_resumes_each_student_from_its_own_last_pt(digits, tm
     from simkd_lite.training import loop
 
     config = replace(CONFIGS["live-teacher"], epochs=3, device="cpu")
-    options = {m: PAPER_METHOD_OPTIONS.get(m, {}) for m in METHODS}
-
     def joint(out, **kwargs):
-        return distill_together(METHODS, "resnet8_w8", _teacher(), digits, config, out, options=options,
-                                progress=False, **kwargs)
+        return _students(METHODS, _teacher(), digits, config, out, **kwargs)
 
     joint(tmp_path / "straight", log=None)
     saves, real_save = [], loop.atomic_save
@@ -247,13 +248,13 @@ def test_a_killed_joint_run_resumes_each_student_from_its_own_last_pt(digits, tm
         for key, value in expected.items():
             if isinstance(value, torch.Tensor):
                 assert torch.equal(weights[key], value), (method, key)
-        assert [h["epoch"] for h in summary["history"]] == [1, 2, 3]
+        assert [h["epoch"] for h in summary.history] == [1, 2, 3]
         straight = read_checkpoint(tmp_path / "straight" / method / "last.pt")["history"]
-        assert [{k: v for k, v in h.items() if k != "seconds"} for h in summary["history"]] == \
+        assert [{k: v for k, v in h.items() if k != "seconds"} for h in summary.history] == \
             [{k: v for k, v in h.items() if k != "seconds"} for h in straight]
     # resuming a finished joint run trains nothing and reports the same numbers
     again = joint(tmp_path / "killed", resume=True, log=None)
-    assert [s["top1"] for s in again] == [s["top1"] for s in resumed]
+    assert [s.top1 for s in again] == [s.top1 for s in resumed]
 
 
 def test_demo_together_killed_with_sigkill_continues_each_student(tmp_path, digits_teacher):

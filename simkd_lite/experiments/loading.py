@@ -23,6 +23,7 @@ from torch import nn
 from simkd_lite.checkpoints import load_model, model_name_from_path, read_checkpoint
 from simkd_lite.data.core import DatasetInfo
 from simkd_lite.distillers.student import FILE_FORMAT, SimKDStudent
+from simkd_lite.distillers import get_distiller_class, list_methods
 
 
 def identify(checkpoint: Mapping) -> dict:
@@ -36,7 +37,7 @@ def identify(checkpoint: Mapping) -> dict:
     if kind is None and (deployable or method not in (None, "vanilla")):
         kind = "student"  # files written before `kind` existed: any distillation method makes a student
     ours = "model_name" in checkpoint or method is not None or deployable
-    return {"kind": kind, "method": "simkd" if deployable else method, "deployable": deployable,
+    return {"kind": kind, "method": SimKDStudent.method if deployable else method, "deployable": deployable,
             "official_simkd": "proj" in checkpoint and not ours, "dataset": dataset_name(checkpoint.get("dataset"))}
 
 
@@ -105,9 +106,9 @@ def load_predictor(path: str | os.PathLike, info: DatasetInfo, model_name: str |
     if what["deployable"]:
         model = SimKDStudent.load(path)
         described = {"model": "SimKDStudent", "student_model": model.student.model_name}
-    elif what["method"] == "simkd":
-        model = SimKDStudent.from_training_checkpoint(checkpoint)
-        described = {"model": "SimKDStudent", "student_model": model.student.model_name}
+    elif (predictor := _method_predictor(what["method"], checkpoint)) is not None:  # the method says how
+        model = predictor
+        described = {"model": type(model).__name__, "student_model": model.student.model_name}
     elif what["official_simkd"]:
         if teacher is None:
             raise ValueError(f"{path} is an official SimKD student: it predicts through its teacher's classifier, "
@@ -118,7 +119,8 @@ def load_predictor(path: str | os.PathLike, info: DatasetInfo, model_name: str |
             raise ValueError(f"Cannot tell the student architecture of {path}: pass --model (e.g. resnet8x4).")
         model = SimKDStudent.from_official(checkpoint, teacher, student_model, teacher_model,
                                            image_size=info.image_size)
-        described = {"model": "SimKDStudent", "student_model": student_model, "kind": "student", "method": "simkd"}
+        described = {"model": "SimKDStudent", "student_model": student_model, "kind": "student",
+                     "method": SimKDStudent.method}
     else:
         model, _ = load_model(checkpoint, model_name or checkpoint.get("model_name") or model_name_from_path(path))
         described = {"model": model.model_name}
@@ -128,3 +130,9 @@ def load_predictor(path: str | os.PathLike, info: DatasetInfo, model_name: str |
         raise ValueError(f"{path} predicts {model.teacher_head.out_features} classes; {info.name} has {info.num_classes}.")
     return model.eval(), {"kind": what["kind"], "method": what["method"], **described}
 
+
+def _method_predictor(method: str | None, checkpoint: dict) -> nn.Module | None:
+    """The predictor a trained method builds from its checkpoint (`Distiller.predictor_from_checkpoint`), or None."""
+    if method not in list_methods():  # teachers' and official files' records name no method we train
+        return None
+    return get_distiller_class(method).predictor_from_checkpoint(checkpoint)

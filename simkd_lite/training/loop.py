@@ -199,6 +199,7 @@ class FitOptions:
     gpu_augment: the batched on-device augmentation used when `config.device_data` (device_data.py);
         datasets without uint8 arrays (or --no-device-data) go through a DataLoader, pinned on CUDA.
     stack: several students of one architecture run as one batched network (`training/stacked.py`).
+    device: the device, resolved once by the caller (None: `select_device(config.device)` here).
     """
 
     progress: bool | None = None
@@ -208,6 +209,7 @@ class FitOptions:
     label: str | None = None
     gpu_augment: GpuAugment | None = None
     stack: bool = False
+    device: torch.device | None = None
 
 
 @dataclass
@@ -315,7 +317,7 @@ def _train(students: list[_Student], resuming: list[bool], train_set: Dataset, t
     if joint and ddp.launched_by_torchrun():
         raise ValueError("Training several students together runs on one device; launch it without torchrun "
                          "(or train them one after another).")
-    device = select_device(config.device)
+    device = opts.device if opts.device is not None else select_device(config.device)
     if ddp.launched_by_torchrun():
         device = ddp.init_distributed(device)
     main_process = ddp.is_main_process()  # rank 0 alone logs, shows progress and writes checkpoints

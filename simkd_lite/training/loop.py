@@ -280,6 +280,9 @@ def fit(distiller: Distiller | Mapping[str, Distiller], train_set: Dataset, test
     distillers = {opts.label or distiller.method: distiller} if single else dict(distiller)
     if not distillers:
         raise ValueError("fit needs at least one distiller")
+    if len(distillers) > 1 and ddp.launched_by_torchrun():  # refused before any folder is claimed
+        raise ValueError("Training several students together runs on one device; launch it without torchrun "
+                         "(or train them one after another).")
 
     def per_student(value) -> dict:
         return {name: value for name in distillers} if single else dict(value or {})
@@ -314,9 +317,6 @@ def _train(students: list[_Student], resuming: list[bool], train_set: Dataset, t
            config: TrainConfig, opts: FitOptions, log) -> dict[str, list[dict]]:
     """The loop of `fit`, once the folders are claimed: set up, then epoch after epoch."""
     joint = len(students) > 1
-    if joint and ddp.launched_by_torchrun():
-        raise ValueError("Training several students together runs on one device; launch it without torchrun "
-                         "(or train them one after another).")
     device = opts.device if opts.device is not None else select_device(config.device)
     if ddp.launched_by_torchrun():
         device = ddp.init_distributed(device)

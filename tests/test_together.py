@@ -294,3 +294,14 @@ def test_demo_together_killed_with_sigkill_continues_each_student(tmp_path, digi
         _, weights = _last_weights(killed / method)
         _, expected = _last_weights(tmp_path / "straight" / method)
         assert all(torch.equal(weights[k], v) for k, v in expected.items() if isinstance(v, torch.Tensor)), method
+
+
+def test_a_joint_run_under_torchrun_is_refused_before_any_folder_is_claimed(tmp_path, monkeypatch):
+    from simkd_lite.distillers import create_distiller
+    from simkd_lite.training.loop import fit
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets
+    students = {name: create_distiller("vanilla", create_model("resnet8_w8", 10, 1)) for name in ("a", "b")}
+    with pytest.raises(ValueError, match="without torchrun"):
+        fit(students, [], [], TrainConfig(epochs=1), {name: tmp_path / name for name in students}, log=None)
+    assert not list(tmp_path.iterdir())

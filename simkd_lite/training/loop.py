@@ -218,7 +218,7 @@ class _Student:
 
     name: str
     distiller: Distiller
-    out: Path | None
+    out: Path | None  # as given until `_claim` makes it a Path (an empty string is refused there)
     meta: dict
     forward: Callable | None = None  # what computes its losses: forward_train, compiled or DDP-wrapped
     optimizer: torch.optim.Optimizer | None = None
@@ -288,8 +288,7 @@ def fit(distiller: Distiller | Mapping[str, Distiller], train_set: Dataset, test
         return {name: value for name in distillers} if single else dict(value or {})
 
     outs, metas, runs = per_student(out_dir), per_student(meta), per_student(run)
-    students = [_Student(name, d, Path(outs[name]) if outs.get(name) is not None else None, dict(metas.get(name) or {}))
-                for name, d in distillers.items()]
+    students = [_Student(name, d, outs.get(name), dict(metas.get(name) or {})) for name, d in distillers.items()]
     with contextlib.ExitStack() as claims:
         resuming = [_claim(claims, s, runs.get(s.name), (len(train_set), len(test_set)), config,
                            resume=resume, overwrite=overwrite, say=_say(log)) for s in students]
@@ -300,7 +299,8 @@ def fit(distiller: Distiller | Mapping[str, Distiller], train_set: Dataset, test
 def _claim(claims: contextlib.ExitStack, student: _Student, run: dict | None, sizes: tuple[int, int],
            config: TrainConfig, *, resume: bool, overwrite: bool, say) -> bool:
     """Claim the student's folder (`run_folder.claim_run_folder`, held until `claims` closes); True: resume."""
-    if student.out is None or os.environ.get("RANK", "0") != "0":  # rank 0 alone owns the folder (DDP)
+    given, student.out = student.out, Path(student.out) if student.out is not None else None  # "" is refused below
+    if given is None or os.environ.get("RANK", "0") != "0":  # rank 0 alone owns the folder (DDP)
         return resume
     distiller = student.distiller
     run = dict(run if run is not None else {"method": distiller.method, **student.meta})
@@ -310,7 +310,7 @@ def _claim(claims: contextlib.ExitStack, student: _Student, run: dict | None, si
         run["teacher_sha256"] = teacher.sha256
     run = plain({**run, "train_images": sizes[0], "test_images": sizes[1], "train": asdict(config)})
     student.meta["run"] = run
-    return claims.enter_context(claim_run_folder(student.out, run, resume=resume, overwrite=overwrite, log=say))
+    return claims.enter_context(claim_run_folder(given, run, resume=resume, overwrite=overwrite, log=say))
 
 
 def _train(students: list[_Student], resuming: list[bool], train_set: Dataset, test_set: Dataset,

@@ -1,4 +1,4 @@
-"""What per-epoch test scoring costs in the quick profile: benchmarks/eval_cost.json.
+"""What per-epoch test scoring costs in the quick profile: benchmarks/results/eval_cost.json.
 
     python benchmarks/eval_cost.py            # one thread, interleaved repeats, min wall seconds
 
@@ -29,7 +29,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--data-root", default="data")
-    p.add_argument("--out", default=str(Path(__file__).with_name("eval_cost.json")))
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "eval_cost.json"))
     args = p.parse_args()
     torch.set_num_threads(1)
     recipe = get_profile("quick", "fashion_mnist")

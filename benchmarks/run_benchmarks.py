@@ -1,4 +1,4 @@
-"""Regenerate benchmarks/results.json and benchmarks/README.md: SimKD fast path vs the official path.
+"""Regenerate benchmarks/results/run_benchmarks.json and benchmarks/README.md: SimKD fast path vs the official path.
 
     python benchmarks/run_benchmarks.py                    # ResNet-32x4 -> ResNet-8x4, batch 64, 32x32
     python benchmarks/run_benchmarks.py --threads 1        # CPU: one thread is steadier on a shared machine
@@ -53,7 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the best available)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--rows", nargs="*", default=None, help=f"subset of: {', '.join(repr(r) for r in ROWS)}")
-    p.add_argument("--out", default=None, help="folder for results.json and README.md (default: benchmarks/; "
+    p.add_argument("--out", default=None, help="folder for results/run_benchmarks.json and README.md (default: benchmarks/; "
                                                "with --tiny a temporary folder)")
     p.add_argument("--tiny", action="store_true", help="resnet8 -> resnet8_w8, batch 8, 16x16, 2 steps; compiled "
                                                        "rows use Dynamo's 'eager' backend (a smoke test)")
@@ -95,10 +95,14 @@ def main(argv=None) -> int:
     report = {"generated": dt.datetime.now().isoformat(timespec="seconds"), "command": command, "tiny": args.tiny,
               "teacher": teacher, "student": student, "machine": machine, "targets": TARGETS,
               "compile_backend": (compile_options or {}).get("backend", "inductor (default)"), "rows": rows}
-    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "results").mkdir(parents=True, exist_ok=True)  # every benchmark's raw numbers and logs: one folder
+    (out / RESULTS).write_text(json.dumps(report, indent=2) + "\n")
     (out / "README.md").write_text(render_readme(report))
-    print(f"[bench] wrote {out / 'results.json'} and {out / 'README.md'}")
+    print(f"[bench] wrote {out / RESULTS} and {out / 'README.md'}")
     return 0
+
+
+RESULTS = "results/run_benchmarks.json"
 
 
 def _fmt(value, digits=1) -> str:
@@ -118,7 +122,7 @@ def render_readme(report: dict) -> str:
         "# SimKD speed benchmarks",
         "",
         f"Generated {report['generated']} by `{report['command']}`. Do not edit by hand: rerun the command.",
-        "Raw numbers: [`results.json`](results.json)." + (" **Tiny smoke-test settings: not a measurement.**"
+        f"Raw numbers: [`{RESULTS}`]({RESULTS})." + (" **Tiny smoke-test settings: not a measurement.**"
                                                             if report["tiny"] else ""),
         "",
         "## Machine",
@@ -138,7 +142,7 @@ def render_readme(report: dict) -> str:
         "",
         "- **train, fast**: uint8 images on the device -> crop(pad 4) + flip + normalise there (`GpuAugment`) -> "
         "prepared teacher (`prepare_teacher`: BN folded, channels_last, optionally compiled) `forward_features` "
-        "under no_grad -> `SimKDDistiller.forward_train` -> SGD (momentum 0.9, wd 5e-4), via `fast.distill_step`.",
+        "under no_grad -> `SimKDDistiller.forward_train` -> SGD (momentum 0.9, wd 5e-4), via `step.distill_step`.",
         "- **train, baseline** (official style): the same augmentation call, then a plain eval teacher (BN "
         "unfolded, NCHW) full forward under no_grad, full student forward, projector, MSE, SGD. Float32.",
         "- **infer, fast**: the deployed `SimKDStudent` (encoder -> projector -> teacher head; no teacher "

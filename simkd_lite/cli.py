@@ -11,13 +11,12 @@ import json
 import math
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # the CLI only writes PNG files; never open windows
 DATA_ROOT_HELP = "dataset folder (default: $SIMKD_LITE_DATA, else the clone's data/, else ~/.cache/simkd_lite/data)"
 
-from simkd_lite.training.metrics import BEST_ON_TEST_NOTE, describe  # noqa: E402  (small, imports no torch)
+from simkd_lite.experiments.commands import BEST_ON_TEST_NOTE, describe  # noqa: E402  (small, imports no torch)
 
 EXAMPLES = {
     "demo": """examples:
@@ -256,15 +255,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(recipe_config, args):
-    overrides = {"seed": args.seed, "device": args.device}
-    overrides.update({k: getattr(args, k) for k in (*SPEEDUPS, "tensorboard") if getattr(args, k, None) is not None})
-    for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr")):
-        if getattr(args, flag) is not None:
-            overrides[field] = getattr(args, flag)
-    return replace(recipe_config, **overrides)
-
-
 def summary_of(result: dict) -> dict:
     """The last / best / best-epoch part of a job's result, for `training.metrics.describe`."""
     return {"last_top1": result["top1"], "best_top1": result.get("best_top1"), "best_epoch": result.get("best_epoch")}
@@ -282,20 +272,23 @@ def cmd_demo(args) -> None:
                        train_new_teacher=args.train_teacher, student_model=args.student, log=_log(args),
                        together=args.together, stack_students=args.stack_students,
                        progress=False if args.quiet else None, overwrite=args.overwrite,
-                       trust=args.trust_checkpoint,
-                       speedups={k: getattr(args, k) for k in (*SPEEDUPS, "tensorboard")
-                                 if getattr(args, k) is not None})
+                       trust=args.trust_checkpoint, speedups=_speedup_overrides(args))
     if args.quiet:  # the table is the result: print it even without the progress lines
         print(results_table(results))
     print(f"results: {Path(args.out) / 'results.json'}; figures: accuracy.png, curves.png, features.png")
+
+
+def _speedup_overrides(args) -> dict:
+    """The speed-up (and --tensorboard) flags given on the command line: TrainConfig fields."""
+    return {k: getattr(args, k) for k in (*SPEEDUPS, "tensorboard") if getattr(args, k, None) is not None}
 
 
 def _experiment(args, runs: Path = Path("runs")):
     """The run description for this call: the profile's recipe plus the flags that override it."""
     from simkd_lite.experiments import Experiment
 
-    overrides = {k: getattr(args, k) for k in (*SPEEDUPS, "tensorboard", "batch_size", "lr")
-                 if getattr(args, k, None) is not None}
+    overrides = {**_speedup_overrides(args),
+                 **{k: getattr(args, k) for k in ("batch_size", "lr") if getattr(args, k, None) is not None}}
     return Experiment.resolve(args.dataset, args.profile, seed=args.seed, epochs=args.epochs,
                               student=getattr(args, "student", None), data_root=args.data_root, device=args.device,
                               runs=runs, **overrides), overrides
@@ -303,7 +296,7 @@ def _experiment(args, runs: Path = Path("runs")):
 
 def cmd_train_teacher(args) -> None:
     from simkd_lite.experiments import train_teacher
-    from simkd_lite.training.preflight import check_resumable
+    from simkd_lite.experiments.commands import check_resumable
 
     if args.resume:  # the CLI's --resume means "continue the run in OUT": refuse a folder without one
         check_resumable(args.out)
@@ -311,28 +304,26 @@ def cmd_train_teacher(args) -> None:
     model = args.model or exp.teacher_model
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
-    summary = train_teacher(exp, args.out, model=model, resume=args.resume, overwrite=args.overwrite,
-                            log=_log(args), progress=False if args.quiet else None, **overrides)
-    print(f"{model}: test top-1 {describe(summary_of(summary))} after {len(summary['history'])} epochs -> "
+    run = train_teacher(exp, args.out, model=model, resume=args.resume, overwrite=args.overwrite,
+                        log=_log(args), progress=False if args.quiet else None, **overrides)
+    print(f"{model}: test top-1 {describe(summary_of(run.summary()))} after {len(run.history)} epochs -> "
           f"{args.out}/best.pt (distil from it, as the official scripts do), {args.out}/last.pt")
     print(f"note: {BEST_ON_TEST_NOTE}")
 
 
 def cmd_distill(args) -> None:
-    from simkd_lite.distillers import get_distiller_class
     from simkd_lite.experiments import get_teacher, prepare_data, train_student
-    from simkd_lite.training.preflight import check_resumable
+    from simkd_lite.experiments.commands import check_resumable, needs_teacher
 
     if args.resume:
         check_resumable(args.out)
     exp, _ = _experiment(args, runs=Path(args.out).parent)  # the teacher-output cache lives next to the run
     options = exp.options_for(args.method, factor=args.factor)  # a misspelt method or option fails here
-    needs_teacher = get_distiller_class(args.method).needs_teacher
     if args.train_teacher and args.teacher:
         raise ValueError("--teacher and --train-teacher contradict each other: choose one.")
     source = "train" if args.train_teacher else args.teacher
     teacher = get_teacher(exp, source, teacher_model=args.teacher_model, trust=args.trust_checkpoint,
-                          log=_log(args)) if needs_teacher else None
+                          log=_log(args)) if needs_teacher(args.method) else None
     data = prepare_data(exp, teacher)
     _log(args)(f"distill: {args.method} | student {exp.student_model} | teacher {getattr(teacher, 'source', None)} | "
                f"{args.dataset} | {exp.student_train}")
@@ -345,7 +336,7 @@ def cmd_distill(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from simkd_lite.experiments.jobs import evaluate_checkpoint
+    from simkd_lite.experiments import evaluate_checkpoint
 
     result = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root, args.model, args.device,
                                  teacher=args.teacher, teacher_model=args.teacher_model, trust=args.trust_checkpoint)
@@ -355,7 +346,7 @@ def cmd_eval(args) -> None:
 
 
 def cmd_data(args) -> None:
-    from simkd_lite.data import fetch_dataset, list_datasets, locate_dataset
+    from simkd_lite.experiments.commands import fetch_dataset, list_datasets, locate_dataset
 
     if args.action == "list":
         for name in list_datasets():
@@ -383,13 +374,10 @@ def cmd_bench(args) -> None:
 
     if args.json:  # fail before minutes of measuring, not after
         _check_writable_file(Path(args.json), "--json")
-    teacher = args.teacher
-    if Path(teacher).is_file():  # a checkpoint: benchmark with its architecture and real weights
-        from simkd_lite.experiments.loading import load_teacher_network
-
-        teacher = load_teacher_network(teacher, None, trust=args.trust_checkpoint)
     from simkd_lite.experiments.bench_graphed import graph_table, run_graph_bench
-    from simkd_lite.training.runtime import set_tf32
+    from simkd_lite.experiments.commands import bench_teacher, set_tf32, write_text
+
+    teacher = bench_teacher(args.teacher, trust=args.trust_checkpoint)  # a checkpoint: its architecture and weights
 
     set_tf32(bool(args.tf32))  # time what training runs: true fp32 unless --tf32 (as TrainConfig.tf32)
 
@@ -404,9 +392,7 @@ def cmd_bench(args) -> None:
                                         cuda_graph=args.cuda_graph is not False, **shape)
     text = json.dumps(result, indent=2)
     if args.json:
-        from simkd_lite.checkpoints import atomic_write_text
-
-        atomic_write_text(text + "\n", args.json)
+        write_text(args.json, text + "\n")
     print(text)
     print(graph_table(result))
 
@@ -442,7 +428,7 @@ def _reproduce_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, help="the global batch (default: the profile's, 64)")
     p.add_argument("--lr", type=positive_float, help="override the profile's learning rate")
     p.add_argument("--together", action="store_true",
-                   help="each seed's students in one joint run (one teacher forward per batch); cannot resume")
+                   help="each seed's students in one joint run (one teacher forward per batch)")
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (recorded: it changes the rounding)")
@@ -489,14 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "threads", None):
         set_threads(args.threads)
-    from simkd_lite.training import distributed
+    from simkd_lite.experiments.commands import start_process
 
-    if distributed.launched_by_torchrun():  # torchrun -m simkd_lite ...: one process per rank
-        from simkd_lite.training.runtime import select_device
-
-        distributed.init_distributed(select_device(getattr(args, "device", None)))
-        if not distributed.is_main_process():
-            sys.stdout = open(os.devnull, "w")  # rank 0 alone reports
+    if not start_process(getattr(args, "device", None)):  # torchrun -m simkd_lite ...: one process per rank
+        sys.stdout = open(os.devnull, "w")  # rank 0 alone reports
     try:
         COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError) as err:  # our errors (SimKDLiteError and others) are written for people

@@ -111,3 +111,54 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path):
     tree_path.write_text(source)
     found = imports_of("simkd_lite.models._probe", tree_path, modules)
     assert {"simkd_lite.models.registry", "simkd_lite.training.loop"} <= found
+
+
+# ------------------------------------------------------------------------------------ the issue-18 rules
+def test_the_cli_talks_only_to_the_experiment_api():
+    """cli.py imports nothing of the package but `simkd_lite.experiments` (and its modules) and `simkd_lite.errors`."""
+    modules = all_modules()
+    allowed = ("simkd_lite.experiments", "simkd_lite.errors")
+    reached = [m for m in imports_of("simkd_lite.cli", modules["simkd_lite.cli"], modules)
+               if not any(m == a or m.startswith(a + ".") for a in allowed)]
+    assert not reached, f"cli.py reaches past the experiment API: {reached}"
+
+
+def _functions(path: Path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node
+
+
+def test_training_has_one_loop():
+    """One module of training/ runs epochs (calls a batch stream's `.epoch(e)`) and defines `fit`: loop.py."""
+    runs_epochs, defines_fit = set(), set()
+    for name, path in all_modules().items():
+        if not name.startswith("simkd_lite.training"):
+            continue
+        tree = ast.parse(path.read_text())
+        if any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "epoch"
+               for n in ast.walk(tree)):
+            runs_epochs.add(name)
+        if any(f.name.startswith("fit") for f in _functions(path)):
+            defines_fit.add(name)
+    assert runs_epochs == {"simkd_lite.training.loop"} and defines_fit == {"simkd_lite.training.loop"}, \
+        (runs_epochs, defines_fit)
+
+
+def test_no_function_over_100_lines_or_12_parameters():
+    too_big = []
+    for name, path in all_modules().items():
+        for f in _functions(path):
+            args = f.args
+            count = len(args.posonlyargs) + len(args.args) + len(args.kwonlyargs) + bool(args.vararg) + bool(args.kwarg)
+            count -= bool(args.args) and args.args[0].arg in ("self", "cls")
+            lines = f.end_lineno - f.lineno + 1
+            if lines > 100 or count > 12:
+                too_big.append(f"{name}.{f.name}: {lines} lines, {count} parameters")
+    assert not too_big, "split or group these (small frozen dataclasses for option groups):\n" + "\n".join(too_big)
+
+
+def test_loading_names_no_method():
+    """How a trained method's checkpoint predicts is the distiller's to say (`predictor_from_checkpoint`)."""
+    source = (PACKAGE / "experiments" / "loading.py").read_text()
+    assert '"simkd"' not in source and "'simkd'" not in source

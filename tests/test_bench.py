@@ -59,7 +59,7 @@ def test_run_benchmarks_script_tiny(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert script.main(["--tiny", "--threads", "1", "--out", str(tmp_path)]) == 0
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = json.loads((tmp_path / "results" / "run_benchmarks.json").read_text())
     assert results["rows"] and all(row["train_images_per_s"] > 0 for row in results["rows"])
     readme = (tmp_path / "README.md").read_text()
     assert "images/s" in readme and "speedup" in readme.lower()

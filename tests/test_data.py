@@ -198,7 +198,7 @@ def test_materialize_fast_path_gives_the_transforms_bits(tmp_path):
     """uint8 arrays normalised in one step == the dataset's own ToTensor + Normalize, image by image."""
     from torch.utils.data import DataLoader, Subset
 
-    from simkd_lite.training.loop import _normalized_uint8, materialize
+    from simkd_lite.training.batches import _normalized_uint8, materialize
 
     write_cifar_fixture(tmp_path, "cifar100", n_train=120, n_test=40)
     bundle = load_dataset("cifar100", root=tmp_path, augment=False, download=False)

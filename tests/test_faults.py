@@ -26,7 +26,7 @@ from simkd_lite.cli import main
 from simkd_lite.data import fashion_mnist, load_dataset
 from simkd_lite.distillers import SimKD, SimKDStudent, create_distiller
 from simkd_lite.training import loop as trainer
-from simkd_lite.experiments.jobs import train_teacher
+from simkd_lite.experiments.jobs import fit_teacher
 from simkd_lite.training.loop import TrainConfig, fit
 from simkd_lite.models import create_model
 
@@ -398,7 +398,7 @@ def test_row11_a_disk_that_fills_mid_run_says_so_and_keeps_the_last_good_checkpo
 
     out = disk / "run"
     with pytest.raises(ValueError) as error:
-        train_teacher("digits", "resnet8_w8", replace(TINY, epochs=3), out, log=fill_after_epoch_1)
+        fit_teacher("digits", "resnet8_w8", replace(TINY, epochs=3), out, log=fill_after_epoch_1)
     message = str(error.value)
     assert "\n" not in message and "no space left on device while writing" in message
     assert f"{out / 'last.pt'} (after epoch 1) is intact" in message and "--resume" in message

@@ -13,7 +13,7 @@ from torch import nn
 from conftest import run_cli
 from simkd_lite import create_distiller, create_model
 from simkd_lite.checkpoints import atomic_save, read_checkpoint
-from simkd_lite.cli import _config, build_parser
+from simkd_lite.cli import _experiment, build_parser
 from simkd_lite.data import load_dataset
 from simkd_lite.distillers import FrozenTeacher, SimKD
 from simkd_lite.distillers.fitnet import ConvReg
@@ -223,16 +223,13 @@ SWITCHES = ("amp", "compile_teacher", "compile_student", "fold_bn", "channels_la
 @pytest.mark.parametrize("command", ["distill", "train-teacher", "demo"])
 def test_every_speed_switch_turns_on_and_off_over_the_profile(command):
     parser = build_parser()
-    recipe = TrainConfig(amp=True, compile_teacher=True, compile_student=True, fold_bn=True, channels_last=True,
-                         device_data=True)
-    flags = [f"--no-{name.replace('_', '-')}" for name in SWITCHES]
-    off = _config(recipe, parser.parse_args([command, *flags]))
-    assert not any(getattr(off, name) for name in SWITCHES)
-    on = _config(replace(recipe, **{n: False for n in SWITCHES}),
-                 parser.parse_args([command, *[f"--{n.replace('_', '-')}" for n in SWITCHES]]))
-    assert all(getattr(on, name) for name in SWITCHES)
-    unset = _config(recipe, parser.parse_args([command]))
-    assert all(getattr(unset, name) for name in SWITCHES)  # no flag: the profile's value
+    profile = get_profile("quick", "fashion_mnist").student
+    off, _ = _experiment(parser.parse_args([command, *[f"--no-{name.replace('_', '-')}" for name in SWITCHES]]))
+    assert not any(getattr(off.student_train, name) for name in SWITCHES)
+    on, _ = _experiment(parser.parse_args([command, *[f"--{n.replace('_', '-')}" for n in SWITCHES]]))
+    assert all(getattr(on.student_train, name) for name in SWITCHES)
+    unset, _ = _experiment(parser.parse_args([command]))
+    assert all(getattr(unset.student_train, n) == getattr(profile, n) for n in SWITCHES)  # no flag: the profile's
 
 
 def test_help_says_bf16_changes_results(capsys):
@@ -392,22 +389,23 @@ def test_paper_code_path_on_the_cifar_fixture_teacher_and_simkd_student(tmp_path
 
 def test_demo_train_teacher_distils_from_best_pt(tmp_path, monkeypatch):
     """`demo --train-teacher` hands the students OUT/teacher/best.pt, as the official scripts use *_best.pth."""
-    from simkd_lite.experiments import demo, jobs
+    from simkd_lite.experiments import demo, runs
+    from simkd_lite.experiments.results import RunResult
 
     seen = {}
 
     class Stop(Exception):
         pass
 
-    def fake_train_teacher(dataset, model, config, out, **kwargs):  # the job the experiment API calls
+    def fake_fit_teacher(dataset, model, config, out, **kwargs):  # the job the experiment API calls
         seen["teacher_lr"] = config.lr
-        return {"top1": 90.0, "best_top1": 95.0, "best_epoch": 3, "checkpoint": str(out / "best.pt")}
+        return RunResult("vanilla", model, out, 90.0, 95.0, 3, 0, 0, 0.0, [], None, kind="teacher")
 
     def fake_get_teacher(exp, source=None, **kwargs):
         seen["teacher"] = source
         raise Stop
 
-    monkeypatch.setattr(jobs, "train_teacher", fake_train_teacher)
+    monkeypatch.setattr(runs, "fit_teacher", fake_fit_teacher)
     monkeypatch.setattr(demo, "get_teacher", fake_get_teacher)
     with pytest.raises(Stop):
         demo.run_demo("digits", "quick", tmp_path, train_new_teacher=True, log=lambda m: None, figures=False)
@@ -562,8 +560,8 @@ def test_fit_turns_tf32_off_unless_the_config_opts_in(digits, tmp_path):
 
 def test_tf32_flag_opts_in_and_the_default_leaves_the_profile_value():
     parser = build_parser()
-    assert _config(TrainConfig(), parser.parse_args(["distill", "--tf32"])).tf32 is True
-    assert _config(TrainConfig(), parser.parse_args(["distill"])).tf32 is False
+    assert _experiment(parser.parse_args(["distill", "--tf32"]))[0].student_train.tf32 is True
+    assert _experiment(parser.parse_args(["distill"]))[0].student_train.tf32 is False
 
 
 def test_the_logged_lr_is_the_lr_the_epoch_trained_with(digits):

@@ -118,6 +118,12 @@ class Distiller(nn.Module):
         does (SimKD: the official `proj` and what rebuilds the teacher head). Default: none."""
         return {}
 
+    @classmethod
+    def predictor_from_checkpoint(cls, checkpoint: dict) -> nn.Module | None:
+        """The network a training checkpoint of this method predicts with, when it is not the saved
+        network itself (SimKD: encoder + projector + teacher head). None: the network in `model`."""
+        return None
+
     def export(self) -> nn.Module:
         """The network deployed after training: by default the student itself."""
         return self.student

@@ -68,6 +68,11 @@ class SimKDDistiller(Distiller):
                           "teacher_model": getattr(self.teacher.model, "model_name", None),
                           "head": self.teacher_head.state_dict()}}
 
+    @classmethod
+    def predictor_from_checkpoint(cls, checkpoint: dict) -> SimKDStudent:
+        """A SimKD run's last.pt / best.pt predicts through projector + teacher head (what it reported)."""
+        return SimKDStudent.from_training_checkpoint(checkpoint)
+
     def export(self) -> SimKDStudent:
         """The deployable student: student encoder + projector + teacher head, no teacher network."""
         return SimKDStudent(self.student, self.projector, self.teacher_head, teacher_feature_size=self.target_size,

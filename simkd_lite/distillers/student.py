@@ -22,6 +22,8 @@ FILE_FORMAT = "simkd_lite.SimKDStudent/1"
 class SimKDStudent(nn.Module):
     """A SimKD student ready for inference: `forward(x)` (N, C, H, W) -> logits (N, num_classes)."""
 
+    method = "simkd"  # the method that trains it (what a file holding one reports)
+
     def __init__(self, student: nn.Module, projector: SimKDProjector, teacher_head: nn.Linear,
                  teacher_feature_size: int | None = None, teacher_model: str | None = None,
                  dataset: dict | None = None):

@@ -1,19 +1,30 @@
-"""Experiments: the public API that turns intent into runs, and the jobs the CLI runs with it.
+"""Experiments: the public API that turns intent into runs (the CLI and the notebooks use only this).
 
-    runs.py          the public API: Experiment (the frozen recipe), train_teacher, get_teacher, prepare_data,
-                     train_student, compare, evaluate
+    runs.py          the API: Experiment (the frozen recipe; it names run folders), train_teacher, get_teacher,
+                     prepare_data, train_student, compare (one after another, or together), evaluate
+    results.py       RunResult: what every training call returns (StudentRun is its earlier name)
+    jobs.py          the API's plumbing: build a distiller, fit a teacher or students, score a checkpoint
     profiles.py      every recipe in one table (`quick`, `paper`)
-    jobs.py          the jobs runs.py calls: train a teacher, distil one student or several together, evaluate
     loading.py       what a checkpoint is, and loading it for the role asked (teacher / model to score)
     pretrained.py    the teachers shipped in the package, with their provenance
     demo.py          `simkd-lite demo`: teacher vs vanilla, KD, FitNet, SimKD, with figures
     reproduce.py     `simkd-lite reproduce`: every method x seed, resumable, the table beside the paper's
     paper_table.py   the paper's published numbers (typed in once)
     bench.py, bench_graphed.py   `simkd-lite bench`: images/s against the official-style loop
+    commands.py      what the CLI needs besides the API: data sets, devices, DDP start, wording
 """
-from simkd_lite.experiments.runs import (Experiment, PreparedData, StudentRun, compare, evaluate, get_teacher,
-                                         prepare_data, test_logits, train_student, train_teacher)
-from simkd_lite.experiments.reproduce import Plan, Reproduction, reproduce
+import importlib
 
-__all__ = ["Experiment", "PreparedData", "StudentRun", "compare", "evaluate", "get_teacher", "prepare_data",
-           "test_logits", "train_student", "train_teacher", "reproduce", "Plan", "Reproduction"]
+# The API, loaded on first use: `simkd_lite.experiments.commands` (what `simkd-lite --help` imports) stays
+# free of torch.
+_API = {"RunResult": "results", "StudentRun": "results", "Experiment": "runs", "PreparedData": "runs",
+        "compare": "runs", "evaluate": "runs", "evaluate_checkpoint": "jobs", "get_teacher": "runs",
+        "prepare_data": "runs", "test_logits": "runs", "train_student": "runs", "train_teacher": "runs",
+        "reproduce": "reproduce", "Plan": "reproduce", "Reproduction": "reproduce"}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'simkd_lite.experiments' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"simkd_lite.experiments.{_API[name]}"), name)

@@ -28,6 +28,7 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import torch
@@ -98,161 +99,229 @@ def _batches(images, labels, augment, batch_size, seed, device):
             yield x, y
 
 
-def run_bench(teacher: str | nn.Module, student: str, *, batch_size: int = 64, steps: int = 20, warmup: int = 3,
-              device: str | None = None, image_size: int = 32, in_channels: int = 3, num_classes: int = 100,
-              factor: int = 2, fold_bn: bool = True, channels_last: bool = True, compile_teacher: bool = False,
-              compile_student: bool = False, amp: bool = False, baseline: bool = True, repeats: int = 1,
-              seed: int = 0, compile_options: dict | None = None) -> dict:
-    """Measure SimKD training and inference throughput, fast path vs the official path; see the module doc.
+@dataclass(frozen=True)
+class BenchSettings:
+    """`run_bench`'s settings (its keyword arguments), checked when built.
 
-    teacher: a model name or a model (it is copied, never changed); student: a model name.
     steps / warmup: timed and untimed steps per measurement. repeats: measure fast and baseline in
         alternation `repeats` times and report the median (robust to a shared machine's noise).
     amp: bf16 autocast on CUDA for the fast side (the baseline stays float32 like the official code;
-        a no-op on CPU, see `autocast_context`).
+        a no-op on CPU, see `autocast_context`). baseline: also measure the official path.
+    """
+
+    batch_size: int = 64
+    steps: int = 20
+    warmup: int = 3
+    device: str | None = None
+    image_size: int = 32
+    in_channels: int = 3
+    num_classes: int = 100
+    factor: int = 2
+    fold_bn: bool = True
+    channels_last: bool = True
+    compile_teacher: bool = False
+    compile_student: bool = False
+    amp: bool = False
+    baseline: bool = True
+    repeats: int = 1
+    seed: int = 0
+    compile_options: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.warmup < 0 or self.repeats < 1:
+            raise ValueError(f"need steps >= 1, warmup >= 0, repeats >= 1; got {self.steps}, {self.warmup}, "
+                             f"{self.repeats}")
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+
+def run_bench(teacher: str | nn.Module, student: str, **settings) -> dict:
+    """Measure SimKD training and inference throughput, fast path vs the official path; see the module doc.
+
+    teacher: a model name or a model (it is copied, never changed); student: a model name.
+    settings: the fields of `BenchSettings` (batch_size, steps, device, fold_bn, amp, baseline, ...).
     Returns a JSON-serialisable dict: `*_images_per_s`, `train_speedup`, `infer_speedup` (None without
     baseline), `compile_seconds` (None unless compiling), `first_step_loss`, settings and machine info.
     """
-    if steps < 1 or warmup < 0 or repeats < 1:
-        raise ValueError(f"need steps >= 1, warmup >= 0, repeats >= 1; got {steps}, {warmup}, {repeats}")
-    dev = select_device(device)
-    settings = {"teacher": teacher if isinstance(teacher, str) else getattr(teacher, "model_name", type(teacher).__name__),
-                "student": student, "batch_size": batch_size, "steps": steps, "warmup": warmup,
-                "repeats": repeats, "image_size": image_size, "in_channels": in_channels,
-                "num_classes": num_classes, "factor": factor, "fold_bn": fold_bn, "channels_last": channels_last,
-                "compile_teacher": compile_teacher, "compile_student": compile_student, "amp": amp,
-                "baseline": baseline, "seed": seed}
+    s = BenchSettings(**settings)
+    dev = select_device(s.device)
+    described = {k: v for k, v in asdict(s).items() if k not in ("device", "compile_options")}
+    described = {"teacher": teacher if isinstance(teacher, str) else getattr(teacher, "model_name",
+                                                                              type(teacher).__name__),
+                 "student": student, **described}
     cudnn_benchmark = torch.backends.cudnn.benchmark
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the official code; affects both sides alike (restored below)
-
-    # ---- models: one initialisation, copied to both sides
-    torch.manual_seed(seed)
+    torch.manual_seed(s.seed)  # one initialisation, copied to both sides
     if isinstance(teacher, str):
-        teacher_net = create_model(teacher, num_classes, in_channels)
+        teacher_net = create_model(teacher, s.num_classes, s.in_channels)
     else:
         teacher_net = copy.deepcopy(teacher)
-        num_classes = teacher_net.num_classes
-        if teacher_net.in_channels != in_channels:  # its first conv reads teacher.in_channels-channel images
-            raise SimKDLiteError(f"the teacher ({settings['teacher']}) reads {teacher_net.in_channels}-channel images, "
-                                 f"so --in-channels {in_channels} does not fit it: pass --in-channels "
+        s = replace(s, num_classes=teacher_net.num_classes)
+        if teacher_net.in_channels != s.in_channels:  # its first conv reads teacher.in_channels-channel images
+            raise SimKDLiteError(f"the teacher ({described['teacher']}) reads {teacher_net.in_channels}-channel images, "
+                                 f"so --in-channels {s.in_channels} does not fit it: pass --in-channels "
                                  f"{teacher_net.in_channels}")
     teacher_net = teacher_net.to(dev).eval().requires_grad_(False)
-    student_net = create_model(student, num_classes, in_channels).to(dev)
+    student_net = create_model(student, s.num_classes, s.in_channels).to(dev)
     initial_student = copy.deepcopy(student_net)
-
-    # ---- data: random uint8 images on the host, then the real device path
-    g = torch.Generator().manual_seed(seed)
-    n_images = batch_size * (warmup + steps)
-    host_images = torch.randint(0, 256, (n_images, in_channels, image_size, image_size), dtype=torch.uint8, generator=g)
-    host_labels = torch.randint(0, num_classes, (n_images,), generator=g)
-    mean, std = (CIFAR100_MEAN, CIFAR100_STD) if in_channels == 3 else ((0.5,) * in_channels, (0.25,) * in_channels)
-    augment = GpuAugment(mean, std, padding=4, flip=True)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    probe = GpuAugment(mean, std, padding=0, flip=False).to(dev)(host_images[:2].to(dev))
-    eval_x = GpuAugment(mean, std, padding=0, flip=False).to(dev)(host_images[:batch_size].to(dev))
-
-    compile_seconds: dict[str, float] = {}
-    record = lambda key: (lambda seconds: compile_seconds.__setitem__(key, round(seconds, 3)))  # noqa: E731
-
-    # ---- fast training side
-    prepared = prepare_teacher(teacher_net, fold_bn=fold_bn, channels_last=channels_last, compile=compile_teacher,
-                               example_input=probe, compile_options=compile_options)
-    distiller = create_distiller("simkd", student_net, prepared, factor=factor).to(dev)
-    initial_projector = copy.deepcopy(distiller.projector)
-    if channels_last:
-        distiller.to(memory_format=torch.channels_last)
-    fast_optimizer = make_optimizer([p for p in distiller.parameters() if p.requires_grad], TrainConfig())
-    if compile_student:
-        distiller.forward_train = time_first_call(
-            maybe_compile(distiller.forward_train, True, **(compile_options or {})), record("student_train"))
-    distiller.train()
-    fast_data = _batches(host_images, host_labels, augment, batch_size, seed, dev)
-    first_loss: dict[str, float] = {}
-
-    def fast_step() -> int:
-        x, y = next(fast_data)
-        x = x.contiguous(memory_format=memory_format)
-        _, _, loss = distill_step(distiller.forward_train, x, y, fast_optimizer, teacher=prepared, amp=amp)
-        first_loss.setdefault("fast", loss.item())
-        return len(y)
-
-    # ---- baseline training side: the official loop on copies of the same initial weights
-    if baseline:
-        base_teacher = copy.deepcopy(teacher_net).eval()
-        base_student = initial_student.train()
-        base_projector = initial_projector.train()
-        base_head = copy.deepcopy(teacher_net.get_classifier()).requires_grad_(False)
-        base_optimizer = make_optimizer(list(base_student.parameters()) + list(base_projector.parameters()),
-                                        TrainConfig())
-        base_data = _batches(host_images, host_labels, augment, batch_size, seed, dev)
-
-        def baseline_step() -> int:
-            x, y = next(base_data)
-            with torch.no_grad():
-                feat_t = base_teacher.forward_features(x)
-                base_teacher.forward_head(feat_t)  # the official teacher forward computes its logits too
-            feat_s = base_student.forward_features(x)
-            base_student.forward_head(feat_s)  # official: model_s(x, is_feat=True) returns logits as well
-            projected, target, _ = base_projector(feat_s, feat_t, base_head)
-            loss = SimKDProjector.loss(projected, target)
-            base_optimizer.zero_grad()
-            loss.backward()
-            base_optimizer.step()
-            first_loss.setdefault("baseline", loss.item())
-            return len(y)
-
-    train_fast, train_base = _alternate(fast_step, baseline_step if baseline else None, warmup, repeats, steps, dev)
-
-    # ---- inference: the deployed student vs the official evaluation path
-    deployed = distiller.export().eval()
-    if fold_bn:
-        deployed = fold_batchnorm(deployed, probe)
-    deployed = deployed.to(memory_format=memory_format).requires_grad_(False)
-    infer_fn = deployed.forward
-    if compile_student:
-        infer_fn = time_first_call(maybe_compile(infer_fn, True, **(compile_options or {})), record("student_infer"))
-    fast_x = eval_x.contiguous(memory_format=memory_format)
-
-    def fast_infer() -> int:
-        with torch.inference_mode(), autocast_context(dev, amp):
-            infer_fn(fast_x)
-        return len(fast_x)
-
-    if baseline:
-        base_student.eval()
-        base_projector.eval()
-
-        def baseline_infer() -> int:
-            with torch.no_grad():
-                base_projector(base_student.forward_features(eval_x), base_teacher.forward_features(eval_x),
-                               base_teacher.get_classifier())
-            return len(eval_x)
-
-    infer_fast, infer_base = _alternate(fast_infer, baseline_infer if baseline else None, warmup, repeats, steps,
-                                        dev)
-
+    data = _BenchData(s, dev)
+    fast = _FastSide(teacher_net, student_net, data, s, dev)
+    base = _BaselineSide(teacher_net, initial_student, fast.initial_projector, data, s, dev) if s.baseline else None
+    train_fast, train_base = _alternate(fast.train_step, base.train_step if base else None, s.warmup, s.repeats,
+                                        s.steps, dev)
+    infer = fast.infer_fn()
+    if base is not None:
+        base.to_eval()
+    infer_fast, infer_base = _alternate(infer, base.infer if base else None, s.warmup, s.repeats, s.steps, dev)
     torch.backends.cudnn.benchmark = cudnn_benchmark
-    if prepared.compiled and prepared.compile_seconds is not None:
-        compile_seconds["teacher"] = round(prepared.compile_seconds, 3)
+    if fast.prepared.compiled and fast.prepared.compile_seconds is not None:
+        fast.compile_seconds["teacher"] = round(fast.prepared.compile_seconds, 3)
+    return _report(described, dev, (train_fast, train_base, infer_fast, infer_base), fast, base)
+
+
+def _report(described: dict, dev: torch.device, rates: tuple[list[float], ...], fast: "_FastSide",
+            base: "_BaselineSide | None") -> dict:
+    """The result dict of `run_bench`: medians, speed-ups, per-repeat rates, compile times, first losses."""
+    train_fast, train_base, infer_fast, infer_base = rates
 
     def median(values):
         return round(statistics.median(values), 2) if values else None
 
-    result = {
-        **settings,
+    first_loss = {"fast": fast.first_loss} | ({"baseline": base.first_loss} if base and base.first_loss else {})
+    return {
+        **described,
         **machine_info(str(dev)),
         "train_images_per_s": median(train_fast),
         "baseline_train_images_per_s": median(train_base),
         "infer_images_per_s": median(infer_fast),
         "baseline_infer_images_per_s": median(infer_base),
-        "train_speedup": round(median(train_fast) / median(train_base), 3) if baseline else None,
-        "infer_speedup": round(median(infer_fast) / median(infer_base), 3) if baseline else None,
-        "compile_seconds": compile_seconds or None,
-        "first_step_loss": {k: round(v, 6) for k, v in first_loss.items()},
-        "folded_batchnorms": {"teacher": len(prepared.folded_batchnorms),
-                              "deployed_student": len(getattr(deployed, "folded_batchnorms", []))},
+        "train_speedup": round(median(train_fast) / median(train_base), 3) if base else None,
+        "infer_speedup": round(median(infer_fast) / median(infer_base), 3) if base else None,
+        "compile_seconds": fast.compile_seconds or None,
+        "first_step_loss": {k: round(v, 6) for k, v in first_loss.items() if v is not None},
+        "folded_batchnorms": {"teacher": len(fast.prepared.folded_batchnorms),
+                              "deployed_student": len(getattr(fast.deployed, "folded_batchnorms", []))},
         "per_repeat": {"train": [round(v, 2) for v in train_fast], "baseline_train": [round(v, 2) for v in train_base],
                        "infer": [round(v, 2) for v in infer_fast], "baseline_infer": [round(v, 2) for v in infer_base]},
     }
-    return result
+
+
+class _BenchData:
+    """Random uint8 images on the host (enough for warm-up + timed steps), augmented on the device."""
+
+    def __init__(self, s: BenchSettings, dev: torch.device):
+        g = torch.Generator().manual_seed(s.seed)
+        n_images = s.batch_size * (s.warmup + s.steps)
+        self.images = torch.randint(0, 256, (n_images, s.in_channels, s.image_size, s.image_size), dtype=torch.uint8,
+                                    generator=g)
+        self.labels = torch.randint(0, s.num_classes, (n_images,), generator=g)
+        mean, std = ((CIFAR100_MEAN, CIFAR100_STD) if s.in_channels == 3
+                     else ((0.5,) * s.in_channels, (0.25,) * s.in_channels))
+        self.augment = GpuAugment(mean, std, padding=4, flip=True)
+        plain = GpuAugment(mean, std, padding=0, flip=False).to(dev)
+        self.probe = plain(self.images[:2].to(dev))
+        self.eval_x = plain(self.images[:s.batch_size].to(dev))
+        self.s, self.dev = s, dev
+
+    def stream(self):
+        return _batches(self.images, self.labels, self.augment, self.s.batch_size, self.s.seed, self.dev)
+
+
+class _FastSide:
+    """The package's path: prepared teacher, `step.distill_step` (the loop's step body), deployed student."""
+
+    def __init__(self, teacher_net: nn.Module, student_net: nn.Module, data: _BenchData, s: BenchSettings,
+                 dev: torch.device):
+        self.s, self.dev, self.data = s, dev, data
+        self.compile_seconds: dict[str, float] = {}
+        self.prepared = prepare_teacher(teacher_net, fold_bn=s.fold_bn, channels_last=s.channels_last,
+                                        compile=s.compile_teacher, example_input=data.probe,
+                                        compile_options=s.compile_options)
+        self.distiller = create_distiller("simkd", student_net, self.prepared, factor=s.factor).to(dev)
+        self.initial_projector = copy.deepcopy(self.distiller.projector)
+        if s.channels_last:
+            self.distiller.to(memory_format=torch.channels_last)
+        self.optimizer = make_optimizer([p for p in self.distiller.parameters() if p.requires_grad], TrainConfig())
+        if s.compile_student:
+            self.distiller.forward_train = time_first_call(
+                maybe_compile(self.distiller.forward_train, True, **(s.compile_options or {})),
+                self._record("student_train"))
+        self.distiller.train()
+        self.batches = data.stream()
+        self.first_loss: float | None = None
+        self.deployed = None
+
+    def _record(self, key: str):
+        return lambda seconds: self.compile_seconds.__setitem__(key, round(seconds, 3))
+
+    def train_step(self) -> int:
+        x, y = next(self.batches)
+        x = x.contiguous(memory_format=self.s.memory_format)
+        _, _, loss = distill_step(self.distiller.forward_train, x, y, self.optimizer, teacher=self.prepared,
+                                  amp=self.s.amp)
+        if self.first_loss is None:
+            self.first_loss = loss.item()
+        return len(y)
+
+    def infer_fn(self) -> Callable[[], int]:
+        """The deployed student (BN folded, memory format, optionally compiled) scoring one batch."""
+        deployed = self.distiller.export().eval()
+        if self.s.fold_bn:
+            deployed = fold_batchnorm(deployed, self.data.probe)
+        self.deployed = deployed.to(memory_format=self.s.memory_format).requires_grad_(False)
+        forward = self.deployed.forward
+        if self.s.compile_student:
+            forward = time_first_call(maybe_compile(forward, True, **(self.s.compile_options or {})),
+                                      self._record("student_infer"))
+        x = self.data.eval_x.contiguous(memory_format=self.s.memory_format)
+
+        def infer() -> int:
+            with torch.inference_mode(), autocast_context(self.dev, self.s.amp):
+                forward(x)
+            return len(x)
+
+        return infer
+
+
+class _BaselineSide:
+    """The official loop and evaluation, on copies of the same initial weights."""
+
+    def __init__(self, teacher_net: nn.Module, initial_student: nn.Module, initial_projector: nn.Module,
+                 data: _BenchData, s: BenchSettings, dev: torch.device):
+        self.teacher = copy.deepcopy(teacher_net).eval()
+        self.student = initial_student.train()
+        self.projector = initial_projector.train()
+        self.head = copy.deepcopy(teacher_net.get_classifier()).requires_grad_(False)
+        self.optimizer = make_optimizer(list(self.student.parameters()) + list(self.projector.parameters()),
+                                        TrainConfig())
+        self.batches, self.eval_x = data.stream(), data.eval_x
+        self.first_loss: float | None = None
+
+    def train_step(self) -> int:
+        x, y = next(self.batches)
+        with torch.no_grad():
+            feat_t = self.teacher.forward_features(x)
+            self.teacher.forward_head(feat_t)  # the official teacher forward computes its logits too
+        feat_s = self.student.forward_features(x)
+        self.student.forward_head(feat_s)  # official: model_s(x, is_feat=True) returns logits as well
+        projected, target, _ = self.projector(feat_s, feat_t, self.head)
+        loss = SimKDProjector.loss(projected, target)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        if self.first_loss is None:
+            self.first_loss = loss.item()
+        return len(y)
+
+    def to_eval(self) -> None:
+        self.student.eval()
+        self.projector.eval()
+
+    def infer(self) -> int:
+        with torch.no_grad():
+            self.projector(self.student.forward_features(self.eval_x), self.teacher.forward_features(self.eval_x),
+                           self.teacher.get_classifier())
+        return len(self.eval_x)

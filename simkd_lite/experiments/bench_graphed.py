@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from simkd_lite.distillers import FrozenTeacher, create_distiller, get_distiller_class
-from simkd_lite.experiments.bench import CIFAR100_MEAN, CIFAR100_STD, _batches, _sync
+from simkd_lite.experiments.bench import CIFAR100_MEAN, CIFAR100_STD, BenchSettings, _batches, _sync
 from simkd_lite.training.device_data import GpuAugment
 from simkd_lite.training.teacher_prep import prepare_teacher
 from simkd_lite.training.graphed import SharedStep
@@ -52,11 +52,18 @@ def _step_seconds(step: SharedStep, data, steps: int, warmup: int, device, memor
     return (time.perf_counter() - started) / steps
 
 
-def run_graph_bench(teacher: str | nn.Module, student: str, *, batch_size: int = 64, steps: int = 20, repeats: int = 1,
-                    device: str | None = None, image_size: int = 32, in_channels: int = 3, num_classes: int = 100,
-                    cuda_graph: bool = True, together: bool = True, amp: bool = False, seed: int = 0) -> dict:
-    """Step times and images/s of SimKD alone and of the four-student row; see the module doc."""
-    dev = select_device(device)
+def run_graph_bench(teacher: str | nn.Module, student: str, *, cuda_graph: bool = True, together: bool = True,
+                    **settings) -> dict:
+    """Step times and images/s of SimKD alone and of the four-student row; see the module doc.
+
+    settings: `bench.BenchSettings` fields (batch_size, steps, repeats, device, image_size, in_channels,
+    num_classes, amp, seed).
+    """
+    s = BenchSettings(**settings)
+    batch_size, steps, repeats, image_size, in_channels, seed, amp = (s.batch_size, s.steps, s.repeats, s.image_size,
+                                                                      s.in_channels, s.seed, s.amp)
+    num_classes = s.num_classes
+    dev = select_device(s.device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = not torch.backends.cudnn.deterministic
     torch.manual_seed(seed)

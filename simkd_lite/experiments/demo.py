@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -26,7 +26,7 @@ import torch
 
 from simkd_lite import analysis, viz
 from simkd_lite.checkpoints import atomic_write_text
-from simkd_lite.experiments.jobs import distill_together, write_config
+from simkd_lite.experiments.jobs import write_config
 from simkd_lite.experiments.runs import Experiment, compare, evaluate, get_teacher, prepare_data, train_teacher
 from simkd_lite.models import count_parameters
 from simkd_lite.training.metrics import BEST_ON_TEST_NOTE
@@ -36,24 +36,39 @@ from simkd_lite.training.run_folder import FolderLock, prepare_folder
 DEMO_METHODS = ("vanilla", "kd", "fitnet", "simkd")
 
 
+@dataclass(frozen=True)
+class DemoSettings:
+    """The demo's recipe and teacher, besides data set and profile (`run_demo`'s keyword settings)."""
+
+    data_root: str | Path | None = None  # None: `data.default_data_root()`
+    seed: int = 0
+    device: str | None = None
+    epochs: int | None = None
+    teacher: str | Path | None = None  # a checkpoint (default: the shipped teacher)
+    teacher_model: str | None = None  # the architecture of an official checkpoint that lacks the name
+    train_new_teacher: bool = False  # train the teacher from scratch instead
+    student_model: str | None = None
+    speedups: dict | None = None  # TrainConfig fields (fold_bn, amp, tensorboard, ...)
+    trust: bool = False  # unpickle a checkpoint fully when a safe load refuses it
+
+
 def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | Path = "runs/demo", *,
-             data_root: str | Path = "data", seed: int = 0, device: str | None = None, epochs: int | None = None,
-             teacher: str | Path | None = None, teacher_model: str | None = None, train_new_teacher: bool = False,
-             student_model: str | None = None, methods=DEMO_METHODS, figures: bool = True, log=print,
-             progress=None, speedups: dict | None = None, together: bool = False, stack_students: bool = False,
-             overwrite: bool = False, trust: bool = False) -> dict:
+             methods=DEMO_METHODS, figures: bool = True, log=print, progress=None, together: bool = False,
+             stack_students: bool = False, overwrite: bool = False, **settings) -> dict:
     """Run the whole comparison; returns (and writes) the results dict of `OUT/results.json`.
 
-    together: one joint run (`training/together.py`); stack_students: its encoders as one batched network.
+    together: one joint run (`training.loop.fit` with several students); stack_students: its encoders as
+    one batched network. `settings`: the fields of `DemoSettings` (seed, epochs, teacher, ...).
     """
     if stack_students and not together:
         raise ValueError("--stack-students batches the students of a joint run: add --together.")
-    if train_new_teacher and teacher is not None:
-        raise ValueError(f"--train-teacher trains a new teacher, --teacher {teacher} names one: choose one of them.")
+    demo = DemoSettings(**settings)
+    if demo.train_new_teacher and demo.teacher is not None:
+        raise ValueError(f"--train-teacher trains a new teacher, --teacher {demo.teacher} names one: choose one of them.")
     started = time.perf_counter()
     log = log or (lambda message: None)
-    exp = Experiment.resolve(dataset, profile, seed=seed, epochs=epochs, student=student_model, data_root=data_root,
-                             runs=out, device=device, **(speedups or {}))
+    exp = Experiment.resolve(dataset, profile, seed=demo.seed, epochs=demo.epochs, student=demo.student_model,
+                             data_root=demo.data_root, runs=out, device=demo.device, **(demo.speedups or {}))
     out = Path(out)
     for method in methods:  # before any teacher trains: would a student's folder refuse these settings?
         check_folder_accepts(out / method, {"method": method, "dataset": dataset, "student_model": exp.student_model,
@@ -62,30 +77,26 @@ def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | 
     with FolderLock(prepare_folder(out)):  # one demo at a time in OUT
         config = exp.student_train
         log(f"demo: {profile} profile on {dataset} | student {exp.student_model} x {len(methods)} methods | "
-            f"subset {exp.train_subset or 'all'} | epochs {config.epochs} | seed {seed}")
-        if train_new_teacher:
-            summary = train_teacher(exp, out / "teacher", resume=not overwrite, overwrite=overwrite, log=log,
+            f"subset {exp.train_subset or 'all'} | epochs {config.epochs} | seed {demo.seed}")
+        teacher = demo.teacher
+        if demo.train_new_teacher:
+            trained = train_teacher(exp, out / "teacher", resume=not overwrite, overwrite=overwrite, log=log,
                                     progress=progress)
-            teacher = summary["checkpoint"]  # best.pt, as the official scripts: students learn from the best epoch
-            log(f"trained a new {exp.teacher_model} teacher: last {summary['top1']:.2f}%, best "
-                f"{summary['best_top1']:.2f}% (epoch {summary['best_epoch']}), distilling from {teacher}")
-        teacher_net = get_teacher(exp, teacher, teacher_model=teacher_model, trust=trust, log=log)
+            teacher = str(trained.checkpoint)  # best.pt, as the official scripts: students learn from the best epoch
+            log(f"trained a new {exp.teacher_model} teacher: last {trained.top1:.2f}%, best "
+                f"{trained.best_top1:.2f}% (epoch {trained.best_epoch}), distilling from {teacher}")
+        teacher_net = get_teacher(exp, teacher, teacher_model=demo.teacher_model, trust=demo.trust, log=log)
 
         t0 = time.perf_counter()
         data = prepare_data(exp, teacher_net)
         teacher_top1 = evaluate(teacher_net, data)
         log(f"data prepared and teacher evaluated in {time.perf_counter() - t0:.1f}s: teacher {teacher_top1:.2f}%")
         options = {m: exp.options_for(m) for m in methods}
-        if together:  # one joint run: the same batches, one teacher forward per batch (training/together.py)
-            joint = distill_together(methods, exp.student_model, teacher_net, data.bundle,
-                                     replace(config, device=str(data.device)), out, options=options, log=log,
-                                     progress=progress, shared=data.shared(needs_teacher=True), stack=stack_students)
-            students = {s["method"]: s for s in joint}
-        else:
-            runs = compare(methods, data, teacher_net, out=out, resume=not overwrite, overwrite=overwrite, log=log,
-                           progress=progress)
-            students = {m: {**run.summary(), "history": run.history, "distiller": run.distiller}
-                        for m, run in runs.items()}
+        # together: one joint run (the same batches, one teacher forward per batch); else one after another
+        runs = compare(methods, data, teacher_net, out=out, together=together, stack=stack_students,
+                       resume=not overwrite, overwrite=overwrite, log=log, progress=progress)
+        students = {m: {**run.summary(), "history": run.history, "distiller": run.distiller}
+                    for m, run in runs.items()}
         distillers = {m: s.pop("distiller") for m, s in students.items()}
 
         results = {
@@ -94,7 +105,7 @@ def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | 
                         "params": count_parameters(teacher_net), "checkpoint": teacher_net.source},
             "students": [{k: (round(v, 2) if k in ("top1", "last_top1", "best_top1") and v is not None else v)
                           for k, v in s.items() if k != "history"} for s in students.values()],
-            "seed": seed, "device": str(data.device), "method_options": options,
+            "seed": demo.seed, "device": str(data.device), "method_options": options,
             "note": "top1 = last_top1, the last epoch's test top-1; best_top1 / best_epoch the best epoch's. "
                     + BEST_ON_TEST_NOTE,
         }

@@ -1,30 +1,32 @@
-"""The jobs behind the CLI and the notebooks: train a teacher, distil a student, evaluate, the demo.
+"""The plumbing of the experiment API (`runs.py`): build a distiller, fit a teacher or students, score a file.
 
-Each job resolves its recipe from a profile (plus explicit overrides), validates everything, then
-trains with `fit` (which claims OUT and writes `OUT/config.json`) and returns a small summary dict.
+Callers use `simkd_lite.experiments` (runs.py), which resolves recipes, names run folders and resolves the
+device; these functions take plain, resolved arguments. Each training job validates, then trains with
+`training.loop.fit` (which claims the run folders and writes `OUT/config.json`) and returns `RunResult`s.
 """
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Mapping
 
+import torch
 from torch import nn
 
 from simkd_lite.checkpoints import atomic_write_text
 from simkd_lite.data import load_dataset
 from simkd_lite.data.core import DatasetInfo
-from simkd_lite.distillers import create_distiller, get_distiller_class
+from simkd_lite.distillers import Distiller, create_distiller, get_distiller_class
 from simkd_lite.experiments.loading import implausible, load_predictor, load_teacher_network
 from simkd_lite.experiments.pretrained import shipped_teacher
+from simkd_lite.experiments.results import RunResult
 from simkd_lite.training.device_data import GpuAugment
 from simkd_lite.training.distributed import is_main_process
-from simkd_lite.training.loop import TrainConfig, fit, predict, top1
+from simkd_lite.training.loop import TrainConfig, fit, materialize, predict, top1
 from simkd_lite.training.metrics import summarize
-from simkd_lite.training.preflight import check_before_claim
 from simkd_lite.training.runtime import seed_everything, select_device
-from simkd_lite.training.together import fit_together
 from simkd_lite.models import count_parameters, create_model
 
 
@@ -41,37 +43,49 @@ def on_device_augment(info: DatasetInfo, config: TrainConfig) -> GpuAugment | No
     return GpuAugment(info.mean, info.std, padding=info.crop_padding) if config.augment and info.crop_padding else None
 
 
-def describe(config: TrainConfig) -> str:
-    return ", ".join(f"{k}={v}" for k, v in asdict(config).items())
+def build_distiller(method: str, student_model: str, teacher_net: nn.Module | None, info: DatasetInfo, seed: int,
+                    options: dict | None = None) -> Distiller:
+    """The one way a run's distiller is built: seeded first, so every run (alone or in a joint run) draws
+    the same initial weights; the method's data-dependent options (FitNet's map sizes) added."""
+    seed_everything(seed)
+    student = create_model(student_model, info.num_classes, info.in_channels)
+    options = {**get_distiller_class(method).data_options(info.image_size), **(options or {})}
+    return create_distiller(method, student, teacher_net, **options)
 
 
-def train_teacher(dataset: str, model_name: str, config: TrainConfig, out: str | Path, *, data_root: str | Path = "data",
-                  train_subset: int | None = None, resume: bool = False, overwrite: bool = False, log=print,
-                  progress=None) -> dict:
+def fit_teacher(dataset: str, model_name: str, config: TrainConfig, out: str | Path, *,
+                data_root: str | Path | None = None, train_subset: int | None = None, resume: bool = False,
+                overwrite: bool = False, log=print, progress=None, device: torch.device | None = None) -> RunResult:
     """Train a teacher from scratch with cross-entropy; writes OUT/last.pt and OUT/best.pt (official layout).
 
     `resume` continues (or reuses, when finished) a run in OUT with the same settings; `overwrite`
-    replaces whatever run OUT holds; without either, a folder holding a run is refused.
-    Returns {'model', 'top1' (last epoch), 'best_top1', 'best_epoch', 'params', 'history', 'checkpoint'}:
+    replaces whatever run OUT holds; without either, a folder holding a run is refused. The result's
     `checkpoint` is OUT/best.pt, the file the official scripts distil students from (`*_best.pth`).
     """
     out = Path(out)
     bundle = load_dataset(dataset, data_root, train_subset=train_subset, seed=config.seed, augment=config.augment)
-    seed_everything(config.seed)
-    model = create_model(model_name, bundle.info.num_classes, bundle.info.in_channels)
-    distiller = create_distiller("vanilla", model)
+    distiller = build_distiller("vanilla", model_name, None, bundle.info, config.seed)
     if log:
-        log(f"train-teacher: {model_name} on {dataset} ({len(bundle.train)} train images) | {describe(config)}")
+        log(f"train-teacher: {model_name} on {dataset} ({len(bundle.train)} train images) | "
+            + ", ".join(f"{k}={v}" for k, v in asdict(config).items()))
     meta = {"kind": "teacher", "model_name": model_name, "dataset": asdict(bundle.info)}
     run = {"job": "train-teacher", "dataset": dataset, "model": model_name, "train_subset": train_subset}
+    started = time.perf_counter()
     history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, overwrite=overwrite, meta=meta,
-                  run=run, log=log, progress=progress, label="teacher",
+                  run=run, log=log, progress=progress, label="teacher", device=device,
                   gpu_augment=on_device_augment(bundle.info, config))
     summary = summarize(history)
-    return {"model": model_name, "top1": summary["last_top1"], "last_top1": summary["last_top1"],
-            "best_top1": summary["best_top1"],
-            "best_epoch": summary["best_epoch"], "params": count_parameters(model), "history": history,
-            "checkpoint": str(out / "best.pt"), "last_checkpoint": str(out / "last.pt")}
+    return RunResult(method=distiller.method, model=model_name, out=out, top1=summary["last_top1"],
+                     best_top1=summary["best_top1"], best_epoch=summary["best_epoch"],
+                     params=count_parameters(distiller.student), extra_params=0,
+                     seconds=round(_seconds(started, history), 2), history=history, distiller=distiller,
+                     kind="teacher")
+
+
+def _seconds(started: float, history: list[dict]) -> float:
+    # This call's wall-clock, or the epochs' own seconds where an earlier call trained them (resume, reuse).
+    return max(time.perf_counter() - started, sum(record["seconds"] for record in history))
+
 
 def load_teacher(teacher: str | Path | None, dataset: str, teacher_model: str | None = None, log=print, *,
                  trust: bool = False) -> tuple[nn.Module, str]:
@@ -97,41 +111,63 @@ def check_compatible(model: nn.Module, info: DatasetInfo, role: str) -> None:
                          f"channels) does not fit {info.name} ({info.num_classes} classes, {info.in_channels} channels).")
 
 
-def distill_student(method: str, student_model: str, teacher_net: nn.Module | None, bundle, config: TrainConfig,
-                    out: str | Path, *, options: dict | None = None, resume: bool = False, overwrite: bool = False,
-                    log=print, progress=None, shared: dict | None = None, run_info: dict | None = None) -> dict:
-    """Train one student with `method`; the method writes its deployable files (SimKD: OUT/student.pt).
+@dataclass(frozen=True)
+class StudentsJob:
+    """The students of one `fit`: their methods (one, or several trained together), architecture, teacher,
+    method options ({method: options}), what else OUT/config.json records, and whether to stack them."""
 
-    `resume` / `overwrite` as in `train_teacher`; `run_info` adds entries to OUT/config.json
-    (e.g. the profile and the teacher's path); the teacher's weights digest is always recorded.
-    Returns {'method', 'model', 'top1' (last epoch), 'best_top1', 'best_epoch', 'params',
-    'extra_params', 'seconds', 'files', 'history', 'distiller'}.
+    methods: tuple[str, ...]
+    student_model: str
+    teacher: nn.Module | None
+    options: Mapping[str, dict] = field(default_factory=dict)
+    run_info: Mapping = field(default_factory=dict)
+    stack: bool = False
+
+
+def fit_students(job: StudentsJob, bundle, config: TrainConfig, outs: Mapping[str, Path], *, resume: bool = False,
+                 overwrite: bool = False, log=print, progress=None, shared: dict | None = None) -> list[RunResult]:
+    """Train `job`'s students in one `fit` (one teacher forward per batch); one result per method, in order.
+
+    Each method writes its deployable files into its folder (SimKD: OUT/student.pt); several students
+    also get OUT/<method>/results.json. `resume` continues each student from its own last.pt (after a
+    kill they may be an epoch apart); `overwrite` replaces the runs. `shared`: `fit` options prepared
+    once (tensors, cached teacher outputs, the resolved device).
     """
-    out = Path(out)
-    info = bundle.info
-    seed_everything(config.seed)
-    student = create_model(student_model, info.num_classes, info.in_channels)
-    options = {**get_distiller_class(method).data_options(info.image_size), **(options or {})}
-    distiller = create_distiller(method, student, teacher_net, **options)
-    meta = {"kind": "student", "model_name": student_model, "dataset": asdict(info),
-            "teacher_model": getattr(teacher_net, "model_name", None) if distiller.needs_teacher else None}
-    run = {"job": "distill", "method": method, "dataset": info.name, "student_model": student_model,
-           "teacher_model": meta["teacher_model"], "method_options": options, **(run_info or {})}
+    info, joint = bundle.info, len(job.methods) > 1
+    distillers, metas, runs = {}, {}, {}
+    for m in job.methods:
+        needs_teacher = get_distiller_class(m).needs_teacher
+        options = {**get_distiller_class(m).data_options(info.image_size), **job.options.get(m, {})}
+        distillers[m] = build_distiller(m, job.student_model, job.teacher if needs_teacher else None, info,
+                                        config.seed, options)
+        teacher_model = getattr(job.teacher, "model_name", None) if needs_teacher else None
+        metas[m] = {"kind": "student", "model_name": job.student_model, "dataset": asdict(info),
+                    "teacher_model": teacher_model}
+        runs[m] = {"job": "distill", "method": m, "dataset": info.name, "student_model": job.student_model,
+                   "teacher_model": teacher_model, "method_options": options, **job.run_info,
+                   **({"together": list(job.methods), "stacked": job.stack} if joint else {})}
     started = time.perf_counter()
-    history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, overwrite=overwrite, meta=meta,
-                  run=run, log=log, progress=progress, gpu_augment=on_device_augment(info, config), **(shared or {}))
-    # This call's wall-clock, or the epochs' own seconds where an earlier call trained them (resume, reuse).
-    seconds = max(time.perf_counter() - started, sum(record["seconds"] for record in history))
-    files = distiller.write_deployable(out, dataset=asdict(info)) if is_main_process() else []
-    deployed = distiller.deployed_parameters()
-    summary = summarize(history)
-    return {"method": method, "model": student_model, "top1": summary["last_top1"],
-            "last_top1": summary["last_top1"], "best_top1": summary["best_top1"], "best_epoch": summary["best_epoch"],
-            "params": deployed, "extra_params": deployed - count_parameters(student), "files": [str(f) for f in files],
-            "seconds": round(seconds, 2), "history": history, "distiller": distiller}
+    histories = fit(distillers, bundle.train, bundle.test, config, outs, resume=resume, overwrite=overwrite,
+                    meta=metas, run=runs, log=log, progress=progress, gpu_augment=on_device_augment(info, config),
+                    stack=job.stack, **(shared or {}))
+    results = []
+    for m in job.methods:
+        distiller, history, out = distillers[m], histories[m], Path(outs[m])
+        files = distiller.write_deployable(out, dataset=asdict(info)) if is_main_process() else []
+        summary, deployed = summarize(history), distiller.deployed_parameters()
+        result = RunResult(method=m, model=job.student_model, out=out, top1=summary["last_top1"],
+                           best_top1=summary["best_top1"], best_epoch=summary["best_epoch"], params=deployed,
+                           extra_params=deployed - count_parameters(distiller.student),
+                           seconds=round(_seconds(started, history), 2), history=history, distiller=distiller,
+                           files=[str(f) for f in files], together=list(job.methods) if joint else None)
+        if joint and is_main_process():
+            atomic_write_text(json.dumps({**result.summary(), "history": history}, indent=2) + "\n",
+                              out / "results.json")
+        results.append(result)
+    return results
 
 
-def evaluate_checkpoint(path: str | Path, dataset: str, data_root: str | Path = "data", model_name: str | None = None,
+def evaluate_checkpoint(path: str | Path, dataset: str, data_root: str | Path | None = None, model_name: str | None = None,
                         device: str | None = None, *, teacher: str | Path | None = None,
                         teacher_model: str | None = None, trust: bool = False) -> dict:
     """Top-1 on the full test set of `dataset` of what a checkpoint predicts (see `experiments.loading.load_predictor`).
@@ -139,8 +175,6 @@ def evaluate_checkpoint(path: str | Path, dataset: str, data_root: str | Path = 
     A SimKD run's last.pt / best.pt is scored through projector + teacher head: the number the run
     reported for that epoch. An official SimKD student needs `teacher`.
     """
-    from simkd_lite.training.loop import materialize
-
     bundle = load_dataset(dataset, data_root, augment=False)
     model, described = load_predictor(path, bundle.info, model_name, teacher=teacher, teacher_model=teacher_model,
                                       trust=trust)
@@ -152,52 +186,3 @@ def evaluate_checkpoint(path: str | Path, dataset: str, data_root: str | Path = 
     if warning:
         result["warning"] = warning
     return result
-
-
-# ------------------------------------------------------------------ several students, one teacher pass
-def build_distiller(method: str, student_model: str, teacher_net, info, seed: int, options: dict | None = None):
-    """A distiller built exactly as `distill_student` builds it (same seed, same draws, same order)."""
-    seed_everything(seed)
-    student = create_model(student_model, info.num_classes, info.in_channels)
-    options = {**get_distiller_class(method).data_options(info.image_size), **(options or {})}
-    return create_distiller(method, student, teacher_net, **options)
-
-
-def distill_together(methods, student_model: str, teacher_net, bundle, config: TrainConfig, out: str | Path, *,
-                     options: dict[str, dict] | None = None, log=print, progress=None,
-                     shared: dict | None = None, stack: bool = False) -> list[dict]:
-    """`experiments.jobs.distill_student` for several methods at once; one summary per method, in `methods` order.
-
-    `stack=True`: the students' encoders run as one batched network (`training/stacked.py`).
-    Writes OUT/<method>/{config.json, last.pt, best.pt, results.json} (+ student.pt for SimKD).
-    """
-
-    out, info = Path(out), bundle.info
-    check_before_claim(config, len(bundle.train), None)  # check everything, then touch anything (preflight.py)
-    options = options or {}
-    distillers = {m: build_distiller(m, student_model, teacher_net, info, config.seed, options.get(m)) for m in methods}
-    teacher_name = getattr(teacher_net, "model_name", None)
-    metas = {m: {"kind": "student", "model_name": student_model, "dataset": asdict(info),
-                 "teacher_model": teacher_name if distillers[m].needs_teacher else None} for m in methods}
-    for m in methods:
-        write_config(out / m, job="distill", method=m, dataset=info.name, student_model=student_model,
-                     teacher_model=metas[m]["teacher_model"], method_options=options.get(m, {}), train=config,
-                     together=list(methods), stacked=stack)
-    started = time.perf_counter()
-    histories = fit_together(distillers, bundle.train, bundle.test, config, {m: out / m for m in methods},
-                             metas=metas, log=log, progress=progress, gpu_augment=on_device_augment(info, config),
-                             stack=stack, **(shared or {}))
-    seconds = time.perf_counter() - started
-    summaries = []
-    for m in methods:
-        distiller = distillers[m]
-        distiller.write_deployable(out / m, dataset=asdict(info))
-        best_last = summarize(histories[m])
-        summary = {"method": m, "model": student_model, "top1": best_last["last_top1"],
-                   "last_top1": best_last["last_top1"], "best_top1": best_last["best_top1"], "best_epoch": best_last["best_epoch"],
-                   "params": distiller.deployed_parameters(),
-                   "extra_params": distiller.deployed_parameters() - count_parameters(distiller.student),
-                   "seconds": round(seconds, 2), "together": list(methods), "history": histories[m]}
-        atomic_write_text(json.dumps(summary, indent=2) + "\n", out / m / "results.json")
-        summaries.append({**summary, "distiller": distiller})
-    return summaries

@@ -24,6 +24,7 @@ from simkd_lite.checkpoints import load_model, model_name_from_path, read_checkp
 from simkd_lite.data.core import DatasetInfo
 from simkd_lite.distillers.checks import check_finite_weights
 from simkd_lite.distillers.student import FILE_FORMAT, SimKDStudent
+from simkd_lite.distillers import get_distiller_class, list_methods
 
 
 def identify(checkpoint: Mapping) -> dict:
@@ -37,7 +38,7 @@ def identify(checkpoint: Mapping) -> dict:
     if kind is None and (deployable or method not in (None, "vanilla")):
         kind = "student"  # files written before `kind` existed: any distillation method makes a student
     ours = "model_name" in checkpoint or method is not None or deployable
-    return {"kind": kind, "method": "simkd" if deployable else method, "deployable": deployable,
+    return {"kind": kind, "method": SimKDStudent.method if deployable else method, "deployable": deployable,
             "official_simkd": "proj" in checkpoint and not ours, "dataset": dataset_name(checkpoint.get("dataset"))}
 
 
@@ -116,9 +117,9 @@ def load_predictor(path: str | os.PathLike, info: DatasetInfo, model_name: str |
     if what["deployable"]:
         model = SimKDStudent.load(path)
         described = {"model": "SimKDStudent", "student_model": model.student.model_name}
-    elif what["method"] == "simkd":
-        model = SimKDStudent.from_training_checkpoint(checkpoint)
-        described = {"model": "SimKDStudent", "student_model": model.student.model_name}
+    elif (predictor := _method_predictor(what["method"], checkpoint)) is not None:  # the method says how
+        model = predictor
+        described = {"model": type(model).__name__, "student_model": model.student.model_name}
     elif what["official_simkd"]:
         if teacher is None:
             raise ValueError(f"{path} is an official SimKD student: it predicts through its teacher's classifier, "
@@ -130,7 +131,8 @@ def load_predictor(path: str | os.PathLike, info: DatasetInfo, model_name: str |
         teacher_net = load_teacher_network(teacher, info.name, teacher_model, trust=trust)
         model = SimKDStudent.from_official(checkpoint, {"model": teacher_net.state_dict()}, student_model,
                                            teacher_net.model_name, image_size=info.image_size)
-        described = {"model": "SimKDStudent", "student_model": student_model, "kind": "student", "method": "simkd",
+        described = {"model": "SimKDStudent", "student_model": student_model, "kind": "student",
+                     "method": SimKDStudent.method,
                      "unverified": f"{path} records neither its teacher nor its data set (official files carry no "
                                    f"such record): that {teacher} is the teacher it was distilled from was checked "
                                    "only by shapes; another teacher of the same architecture gives a wrong number"}
@@ -148,7 +150,6 @@ def load_predictor(path: str | os.PathLike, info: DatasetInfo, model_name: str |
     elif model.teacher_head.out_features != info.num_classes:
         raise ValueError(f"{path} predicts {model.teacher_head.out_features} classes; {info.name} has {info.num_classes}.")
     return model.eval(), {"kind": what["kind"], "method": what["method"], **described}
-
 
 
 def implausible(result: dict, info: DatasetInfo) -> str | None:
@@ -169,3 +170,10 @@ def implausible(result: dict, info: DatasetInfo) -> str | None:
                 "another data set or with other inputs (the file records none, so this cannot be checked); pass the "
                 "--dataset it was trained on")
     return None
+
+
+def _method_predictor(method: str | None, checkpoint: dict) -> nn.Module | None:
+    """The predictor a trained method builds from its checkpoint (`Distiller.predictor_from_checkpoint`), or None."""
+    if method not in list_methods():  # teachers' and official files' records name no method we train
+        return None
+    return get_distiller_class(method).predictor_from_checkpoint(checkpoint)

@@ -25,7 +25,6 @@ from simkd_lite.training.loop import TrainConfig
 # Models that the official scripts train with lr 0.01 instead of 0.05, as teachers (train_teacher.py)
 # and as students (train_student.py).
 LOW_LR_MODELS = ("MobileNetV2", "MobileNetV2_1_0", "ShuffleV1", "ShuffleV2", "ShuffleV2_1_5")
-LOW_LR_STUDENTS = LOW_LR_MODELS  # the earlier name
 
 # The SimKD repository's protocol (`--cls 1 --div 1` for every baseline; scripts/run_distill.sh):
 # the one behind the paper's KD 74.42 / FitNet 74.32 / SimKD 78.08 (ResNet-32x4 -> ResNet-8x4).
@@ -91,13 +90,9 @@ def _paper(dataset: str, teacher: str = "resnet32x4", student: str = "resnet8x4"
 _QUICK_FASHION = Profile(
     "quick", "fashion_mnist", teacher_model="resnet14", student_model="resnet8",
     teacher=TrainConfig(epochs=7, batch_size=128, lr=0.1, nesterov=True, schedule="onecycle", augment=True),
-    # 23,000 images x 3 epochs at lr 2e-2: the demo's four students must fit 180 s on 2 idle cores, and
-    # student compute is what costs (~0.46 ms per image-step). Measured on one CPU thread (seed 0, top-1 on
-    # all 10,000 test images, SimKD / vanilla): 20,000 x 5 at 1e-2 (the former recipe, ~1.45x the compute)
-    # 91.79 / 89.94; at ~70,000 image-steps 34,000 x 2 91.26 / 89.03, 17,000 x 4 91.43 / 88.74, 23,000 x 3
-    # 91.32 / 88.79, and at lr 2e-2 91.50 / 88.68 (seeds 1, 2: 91.68 / 88.32, 91.87 / 87.75); 20,000 x 3
-    # at 2e-2 91.40 / 88.50 (seed 1: 91.30). After every epoch the first 2,000 test images are scored for
-    # the curves (~3% of an epoch at batch 256); the last epoch scores all of them.
+    # 23,000 images x 3 epochs at lr 2e-2: the demo's four students fit 180 s on 2 idle cores (how these
+    # values were chosen, with the measurements: benchmarks/README.md, "How the quick profile was chosen").
+    # After every epoch the first 2,000 test images are scored for the curves; the last epoch scores all.
     student=TrainConfig(epochs=3, batch_size=128, optimizer="adam", lr=2e-2, weight_decay=1e-4, schedule="onecycle",
                         augment=False, cache_teacher=True, eval_every=1, eval_subset=2000, eval_batch_size=256),
     train_subset=23_000,

@@ -8,8 +8,8 @@ Every method x seed is one ordinary run folder under DIR, named by its settings 
 (`Experiment.run_name`, the same as `train_student`'s), so calling it again reuses every finished run and
 continues an interrupted one from its last epoch (`training/run_folder.py`); a run with other settings
 (another --epochs, seed, teacher file...) gets its own folder. With `together=True` each seed's students
-train in one joint run (`training/together.py`: one teacher forward per batch); a joint run cannot resume,
-so an unfinished one starts again, and a finished one is reused.
+train in one joint run (`training.loop.fit` with several students: one teacher forward per batch), which
+resumes and is reused the same way.
 
 Both numbers of every run are reported: `best_top1` (the best of the per-epoch test evaluations: what the
 official scripts and the paper report, selected on the test set) and `last_top1` (after the last epoch).
@@ -32,13 +32,11 @@ import torch
 from simkd_lite.checkpoints import atomic_write_text
 from simkd_lite.distillers import get_distiller_class
 from simkd_lite.experiments import paper_table
-from simkd_lite.experiments.jobs import distill_together
-from simkd_lite.experiments.runs import (Experiment, PreparedData, evaluate, get_teacher, prepare_data,
+from simkd_lite.experiments.runs import (Experiment, PreparedData, compare, evaluate, get_teacher, prepare_data,
                                          train_student)
 from simkd_lite.training import distributed as ddp
 from simkd_lite.training.loop import TrainConfig
 from simkd_lite.training.metrics import BEST_ON_TEST_NOTE, summarize
-from simkd_lite.training.run_folder import FolderLock, prepare_folder
 
 PAPER_METHODS = ("vanilla", "kd", "fitnet", "simkd")
 PER_SEED_COLUMNS = ("method", "seed", "best_top1", "best_epoch", "last_top1", "epochs", "seconds", "run")
@@ -173,37 +171,18 @@ def _seed_separately(plan: Plan, exp: Experiment, data: PreparedData, teacher, s
 
 
 def _seed_together(plan: Plan, exp: Experiment, data: PreparedData, teacher, say, progress) -> list[dict]:
-    """Every method of one seed in one joint run, in DIR/<joint name>/<method>; reused when finished.
+    """Every method of one seed in one joint run, in DIR/<joint name>/<method>: reused when finished, each
+    student continued from its own last epoch when interrupted (`training.loop.fit`, several students).
 
-    The joint name holds every member's run name (hence all settings) in its digest. The folder is locked
-    while it trains, like a single run's."""
+    The joint name holds every member's run name (hence all settings) in its digest."""
     options = {m: exp.options_for(m) for m in plan.methods}
     names = sorted(exp.run_name(m, options[m], teacher.model_name) for m in plan.methods)
     digest = hashlib.sha256(json.dumps(names).encode()).hexdigest()[:8]
     folder = exp.runs_root / f"joint_{exp.dataset}_{teacher.model_name}-{exp.student_model}_" \
                              f"e{exp.student_train.epochs}_s{exp.seed}_{digest}"
-    with FolderLock(prepare_folder(folder)):
-        done = {m: _finished(folder / m, exp.student_train.epochs) for m in plan.methods}
-        if all(done.values()):
-            say(f"{folder} holds this seed's finished joint run: reusing it")
-        else:
-            if any((folder / m).exists() for m in plan.methods):
-                say(f"{folder}: a joint run cannot resume; training seed {exp.seed}'s students together again")
-            joint = distill_together(plan.methods, exp.student_model, teacher, data.bundle,
-                                     replace(exp.student_train, device=str(data.device)), folder, options=options,
-                                     log=say, progress=progress, shared=data.shared(needs_teacher=True))
-            done = {s["method"]: s for s in joint}
-    return [_row(m, exp.seed, summarize(done[m]["history"]), done[m]["seconds"], f"{folder.name}/{m}")
+    runs = compare(plan.methods, data, teacher, out=folder, together=True, log=say, progress=progress)
+    return [_row(m, exp.seed, summarize(runs[m].history), runs[m].seconds, f"{folder.name}/{m}")
             for m in plan.methods]
-
-
-def _finished(folder: Path, epochs: int) -> dict | None:
-    """A joint run member's results.json (written after its last epoch) when it covers `epochs`, else None."""
-    try:
-        result = json.loads((folder / "results.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return result if len(result.get("history", [])) == epochs else None
 
 
 # ------------------------------------------------------------------------------ the table
@@ -254,7 +233,7 @@ def table_markdown(table: list[dict], context: Mapping) -> str:
     lines += [""]
     if context["together"]:
         lines.append("Joint runs (--together): a method's seconds are the whole joint run's, shared by all methods.")
-    lines += [f"The paper reports best_top1, the best of 240 per-epoch test evaluations: compare that column. "
+    lines += ["The paper reports best_top1, the best of 240 per-epoch test evaluations: compare that column. "
               + BEST_ON_TEST_NOTE, "std is the sample standard deviation over seeds."]
     if context["epochs"] != 240 and context["profile"] == "paper":
         lines.append(f"These runs trained {context['epochs']} epochs, not the paper's 240: they are not comparable "

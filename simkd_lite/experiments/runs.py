@@ -6,12 +6,16 @@
     teacher = get_teacher(exp)                  # shipped / a checkpoint / trained once and reused
     data = prepare_data(exp, teacher)           # tensors + cached teacher outputs, shared by every student
     run = train_student("simkd", data, teacher) # one student; the run folder is named by its settings
-    runs = compare(["vanilla", "kd", "fitnet", "simkd"], data, teacher)
+    runs = compare(["vanilla", "kd", "fitnet", "simkd"], data, teacher)                 # one after another
+    runs = compare(["vanilla", "kd", "fitnet", "simkd"], data, teacher, together=True)  # one joint run
     evaluate(run.predictor, data)               # test top-1 in %, the number training reported
     run.export()                                # SimKD: encoder + projector + teacher head, one file
 
-`simkd-lite distill`, `simkd-lite demo` and the notebooks all go through these functions; nothing else
-assembles runs. The device is resolved once, in `prepare_data`, and passed down to training.
+Every training call returns a `RunResult` (results.py). `simkd-lite distill`, `simkd-lite demo` and the
+notebooks all go through these functions; nothing else assembles runs (`jobs.py` is their plumbing).
+Run folders are named in one place (`Experiment.run_name`, `Experiment.teacher_run_name`). The device
+is resolved once, in `prepare_data` (teachers: in `train_teacher`), and passed down to training as a
+`torch.device`.
 """
 from __future__ import annotations
 
@@ -28,12 +32,12 @@ import inspect
 
 from simkd_lite.data import DatasetBundle, load_dataset
 from simkd_lite.distillers import TeacherOutputs, get_distiller_class
-from simkd_lite.experiments import jobs
-from simkd_lite.experiments.jobs import check_compatible, distill_student, load_teacher
 from simkd_lite.experiments import paper_table
+from simkd_lite.experiments.jobs import StudentsJob, check_compatible, fit_students, fit_teacher, load_teacher
 from simkd_lite.experiments.locations import default_data_root, default_runs_root
 from simkd_lite.experiments.pretrained import shipped_teacher
 from simkd_lite.experiments.profiles import get_profile
+from simkd_lite.experiments.results import RunResult, StudentRun  # noqa: F401 (StudentRun: the earlier name)
 from simkd_lite.experiments.teacher_cache import cache_path, teacher_outputs
 from simkd_lite.training.loop import TrainConfig, materialize, predict, top1
 from simkd_lite.training.runtime import select_device
@@ -110,25 +114,36 @@ class Experiment:
         return {**self.method_options.get(method, {}), **given}
 
     def run_name(self, method: str, options: dict, teacher_name: str | None) -> str:
-        """A folder name that says what defines the run, plus a short hash of everything else."""
-        train = asdict(self.student_train)
-        train.pop("device", None)
-        key = json.dumps({"method": method, "options": options, "train": train, "subset": self.train_subset,
-                          "dataset": self.dataset, "student": self.student_model, "teacher": teacher_name},
-                         sort_keys=True, default=str)
-        digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+        """A student's folder name: what defines the run, plus a short hash of everything else."""
+        digest = _digest({"method": method, "options": options, "train": _recipe(self.student_train),
+                          "subset": self.train_subset, "dataset": self.dataset, "student": self.student_model,
+                          "teacher": teacher_name})
         pair = f"{teacher_name}-{self.student_model}" if teacher_name else self.student_model
         return f"{method}_{self.dataset}_{pair}_e{self.student_train.epochs}_s{self.seed}_{digest}"
+
+    def teacher_run_name(self, model: str, config: TrainConfig) -> str:
+        """A teacher's folder name: data set, model, epochs, seed and a short hash of its recipe."""
+        return f"teacher_{self.dataset}_{model}_e{config.epochs}_s{self.seed}_{_digest(_recipe(config))}"
+
+
+def _recipe(config: TrainConfig) -> dict:
+    """A training recipe without its device (where a run executes does not name it)."""
+    train = asdict(config)
+    train.pop("device", None)
+    return train
+
+
+def _digest(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 # ------------------------------------------------------------------------------ the teacher
 def train_teacher(exp: Experiment, out: str | Path | None = None, *, model: str | None = None, resume: bool = True,
-                  overwrite: bool = False, log: Log = None, progress: bool | None = False, **overrides) -> dict:
+                  overwrite: bool = False, log: Log = None, progress: bool | None = False, **overrides) -> RunResult:
     """Train (or reuse) a teacher of `exp.dataset` with the profile's teacher recipe (+ `overrides`).
 
-    out: the run folder; None = `exp.runs_root / teacher_<dataset>_<model>_e<epochs>_s<seed>_<hash>`,
-    so a finished teacher with the same settings is reused. Returns the job's summary
-    (`top1` last, `best_top1`, `best_epoch`, `checkpoint` = OUT/best.pt, ...).
+    out: the run folder; None = `exp.runs_root / exp.teacher_run_name(...)`, so a finished teacher with
+    the same settings is reused. The result's `checkpoint` is OUT/best.pt (what students distil from).
     """
     model = model or exp.teacher_model
     if log and exp.profile == "paper":  # hours, not minutes: say so before starting
@@ -136,13 +151,9 @@ def train_teacher(exp: Experiment, out: str | Path | None = None, *, model: str 
     # exp.teacher_train is the profile's teacher recipe (plus any edit of it); another model gets its own
     recipe = exp.teacher_train if model == exp.teacher_model else get_profile(exp.profile, exp.dataset).teacher_config(model)
     config = replace(recipe, seed=exp.seed, device=exp.device, **{k: v for k, v in overrides.items() if v is not None})
-    if out is None:
-        train = asdict(config)
-        train.pop("device", None)
-        digest = hashlib.sha256(json.dumps(train, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        out = exp.runs_root / f"teacher_{exp.dataset}_{model}_e{config.epochs}_s{exp.seed}_{digest}"
-    return jobs.train_teacher(exp.dataset, model, config, out, data_root=exp.data_root, resume=resume,
-                              overwrite=overwrite, log=log or (lambda message: None), progress=progress)
+    out = Path(out) if out is not None else exp.runs_root / exp.teacher_run_name(model, config)
+    return fit_teacher(exp.dataset, model, config, out, data_root=exp.data_root, resume=resume, overwrite=overwrite,
+                       log=log or (lambda message: None), progress=progress, device=select_device(config.device))
 
 
 def get_teacher(exp: Experiment, source: str | Path | None = None, *, teacher_model: str | None = None,
@@ -167,8 +178,8 @@ def get_teacher(exp: Experiment, source: str | Path | None = None, *, teacher_mo
         except ValueError:
             if source is not None:
                 raise
-    summary = train_teacher(exp, log=log, progress=progress)
-    model, where = load_teacher(summary["checkpoint"], exp.dataset, log=say)
+    run = train_teacher(exp, log=log, progress=progress)
+    model, where = load_teacher(run.checkpoint, exp.dataset, log=say)
     model.source = where
     return model
 
@@ -233,49 +244,9 @@ def prepare_data(exp: Experiment, teacher: nn.Module | None = None) -> PreparedD
 
 
 # ------------------------------------------------------------------------------ students
-@dataclass
-class StudentRun:
-    """One trained student: its numbers, its folder, and the trained distiller."""
-
-    method: str
-    model: str
-    out: Path
-    top1: float  # test top-1 (%) after the last epoch
-    best_top1: float | None  # the best epoch's test top-1 (selected on the test set: optimistic)
-    best_epoch: int | None
-    params: int  # parameters the deployed student runs (SimKD: encoder + projector + teacher head)
-    extra_params: int  # params - the plain student's
-    seconds: float
-    history: list[dict]
-    distiller: nn.Module
-    files: list[str] = field(default_factory=list)  # deployable files the method wrote (SimKD: student.pt)
-
-    @property
-    def predictor(self) -> nn.Module:
-        """The network that makes this student's predictions (SimKD: through the teacher's head)."""
-        return self.distiller
-
-    def export(self) -> nn.Module:
-        """The deployable student (SimKD: a `SimKDStudent`; other methods: the student network)."""
-        export = getattr(self.distiller, "export", None)
-        return export() if export is not None else self.distiller.student
-
-    @property
-    def last_top1(self) -> float:
-        """The last epoch's test top-1 (%): `top1` under its explicit name."""
-        return self.top1
-
-    def summary(self) -> dict:
-        """`top1` is `last_top1` (kept for older callers); the paper reports `best_top1`."""
-        return {"method": self.method, "model": self.model, "top1": self.top1, "last_top1": self.top1,
-                "best_top1": self.best_top1,
-                "best_epoch": self.best_epoch, "params": self.params,
-                "extra_params": self.extra_params, "seconds": self.seconds, "out": str(self.out)}
-
-
 def train_student(method: str, data: PreparedData, teacher: nn.Module | None = None, *, out: str | Path | None = None,
                   options: dict | None = None, resume: bool = True, overwrite: bool = False, log: Log = print,
-                  progress: bool | None = False) -> StudentRun:
+                  progress: bool | None = False) -> RunResult:
     """Train (or reuse) one student of `data.exp` with `method`.
 
     out: the run folder; None = `exp.runs_root / exp.run_name(...)`, so a finished run with the same
@@ -284,33 +255,51 @@ def train_student(method: str, data: PreparedData, teacher: nn.Module | None = N
     options: method options on top of the profile's (e.g. {"factor": 4}).
     log: by default one line per epoch, or one line saying a finished run was reused (`log=None`: silent).
     """
-    exp = data.exp
-    options = exp.options_for(method, **(options or {}))
-    needs_teacher = get_distiller_class(method).needs_teacher
-    if needs_teacher and teacher is None:
-        raise ValueError(f"Method {method!r} distils from a teacher: pass teacher=get_teacher(exp).")
-    teacher_name = getattr(teacher, "model_name", None) if needs_teacher else None
-    out = Path(out) if out is not None else exp.runs_root / exp.run_name(method, options, teacher_name)
-    config = replace(exp.student_train, device=str(data.device))
-    run_info = {"profile": exp.profile, "teacher": getattr(teacher, "source", None) if needs_teacher else None,
-                "train_subset": exp.train_subset}
-    result = distill_student(method, exp.student_model, teacher if needs_teacher else None, data.bundle, config, out,
-                             options=options, resume=resume, overwrite=overwrite, log=log, progress=progress,
-                             shared=data.shared(needs_teacher), run_info=run_info)
-    return StudentRun(method=method, model=exp.student_model, out=out, top1=result["top1"],
-                      best_top1=result.get("best_top1"), best_epoch=result.get("best_epoch"), params=result["params"],
-                      extra_params=result["extra_params"], seconds=result["seconds"], history=result["history"],
-                      distiller=result["distiller"], files=result.get("files", []))
+    outs = {method: Path(out)} if out is not None else None
+    return _train([method], data, teacher, outs, {method: options or {}}, resume=resume, overwrite=overwrite,
+                  log=log, progress=progress)[method]
 
 
 def compare(methods: Iterable[str], data: PreparedData, teacher: nn.Module | None = None, *,
-            out: str | Path | None = None, **kwargs) -> dict[str, StudentRun]:
-    """`train_student` for each method on the same data, teacher and budget: {method: StudentRun}.
+            out: str | Path | None = None, together: bool = False, stack: bool = False,
+            **kwargs) -> dict[str, RunResult]:
+    """Every method on the same data, teacher and budget: {method: RunResult}.
 
     out: a folder holding one run folder per method (`OUT/<method>`); None = folders named by settings.
+    together: one joint run (the same batches, one teacher forward per batch; each student's math
+    unchanged), else one run after another; stack: the joint run's encoders as one batched network.
+    Other keywords: `train_student`'s (resume, overwrite, log, progress).
     """
-    return {method: train_student(method, data, teacher, out=Path(out) / method if out is not None else None, **kwargs)
-            for method in methods}
+    methods = list(methods)
+    outs = {m: Path(out) / m for m in methods} if out is not None else None
+    if together:
+        return _train(methods, data, teacher, outs, {}, stack=stack, **kwargs)
+    if stack:
+        raise ValueError("stack=True batches the students of a joint run: add together=True.")
+    return {m: train_student(m, data, teacher, out=outs[m] if outs else None, **kwargs) for m in methods}
+
+
+def _train(methods: list[str], data: PreparedData, teacher: nn.Module | None, outs: dict[str, Path] | None,
+           options: dict[str, dict], *, stack: bool = False, resume: bool = True, overwrite: bool = False,
+           log: Log = None, progress: bool | None = False) -> dict[str, RunResult]:
+    """One `fit` of `methods`' students (the case of one: `train_student`), folders named here if not given."""
+    exp = data.exp
+    options = {m: exp.options_for(m, **options.get(m, {})) for m in methods}
+    needs_teacher = [get_distiller_class(m).needs_teacher for m in methods]
+    for method, needs in zip(methods, needs_teacher):
+        if needs and teacher is None:
+            raise ValueError(f"Method {method!r} distils from a teacher: pass teacher=get_teacher(exp).")
+    teacher_name = getattr(teacher, "model_name", None)
+    outs = outs or {m: exp.runs_root / exp.run_name(m, options[m], teacher_name if needs else None)
+                    for m, needs in zip(methods, needs_teacher)}
+    run_info = {"profile": exp.profile, "teacher": getattr(teacher, "source", None) if any(needs_teacher) else None,
+                "train_subset": exp.train_subset}
+    job = StudentsJob(tuple(methods), exp.student_model, teacher if any(needs_teacher) else None, options,
+                      run_info, stack=stack)
+    config = replace(exp.student_train, device=str(data.device))
+    results = fit_students(job, data.bundle, config, outs, resume=resume, overwrite=overwrite, log=log,
+                           progress=progress, shared={**data.shared(any(needs_teacher)), "device": data.device})
+    return {result.method: result for result in results}
 
 
 # ------------------------------------------------------------------------------ evaluation

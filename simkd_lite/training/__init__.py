@@ -1,12 +1,15 @@
-"""The training library: one loop for teachers and every method, and what makes it fast and safe.
+"""The training library: ONE loop for teachers, every method, one student or several, and what makes it fast and safe.
 
-    loop.py          TrainConfig, fit (the loop, checkpoints, resume), predict / top1
+    loop.py          TrainConfig, fit (one or several students: the loop, end of epoch, checkpoints, resume),
+                     predict / top1
+    step.py          the one step body (StepMember: forward -> loss -> NaN check -> backward -> optimizer step)
+    graphed.py       the step object fit always steps through (SharedStep): eager, or replayed from a CUDA graph
+    stacked.py       several students of one architecture as one batched network (the step's stacked path)
+    batches.py       the batch stream: tensors (+ cached teacher outputs), a DataLoader, or on-device batches
     run_folder.py    a run folder belongs to one run: lock, refuse / resume / overwrite, checked resume
-    step.py          one optimisation step (distill_step), bf16 autocast on CUDA
     device_data.py   uint8 data on the device, crop + flip + normalise in whole batches
     teacher_prep.py  the frozen teacher made fast: BatchNorm folding, channels_last, torch.compile
-    graphed.py       the whole step replayed from a CUDA graph (CUDA only; eager elsewhere)
-    together.py      several students on the same batches, one teacher pass per batch
+    metrics.py       last / best, metrics.csv, TensorBoard
     runtime.py       device choice, seeding, the RNG state a resume restores
     distributed.py   torchrun / DistributedDataParallel helpers
 

@@ -5,10 +5,12 @@
         step(x, y, teacher_out)
     sums, correct, seen = step.take_metrics()[0]         # one device->host sync per epoch
 
-What one call does, for every member (a distiller with its own optimizer):
+This is the step object `loop.fit` always steps through (one student is the case of one). What one
+call does, for every member (a distiller with its own optimizer, `step.StepMember`):
     teacher forward under no_grad (ONCE per batch, shared by all members) ->
     forward_train -> total loss -> zero_grad -> backward -> optimizer.step -> loss / accuracy sums
-exactly the loop body of `loop.fit` (`step.distill_step`), in the same order, with the same optimizer.
+`StepMember.step`, the one step body, whether it runs eagerly, is recorded in a graph, or (stacked)
+runs its two halves around one backward of all students.
 
 Why a graph: at the official batch size 64 a SimKD step is a few hundred small kernels, and the GPU
 waits on Python and on kernel launches more than it computes. A CUDA graph records the launches once
@@ -36,8 +38,9 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from simkd_lite.distillers import Distiller, TeacherOutputs, total_loss
+from simkd_lite.distillers import Distiller, TeacherOutputs
 from simkd_lite.training.stacked import StackedStudents
+from simkd_lite.training.step import StepMember
 
 
 def graph_unsupported(config, device: torch.device, *, distributed: bool = False) -> str | None:
@@ -57,38 +60,6 @@ def graph_unsupported(config, device: torch.device, *, distributed: bool = False
     return None
 
 
-class _Member:
-    """One distiller, its optimizer and its running sums (device tensors, updated in place)."""
-
-    def __init__(self, distiller: Distiller, optimizer: torch.optim.Optimizer, device: torch.device):
-        self.distiller, self.optimizer = distiller, optimizer
-        self.sums: dict[str, Tensor] = {}
-        self.correct = torch.zeros((), dtype=torch.int64, device=device)
-        self.seen = 0
-
-    def lrs(self) -> tuple[float, ...]:
-        return tuple(float(group["lr"]) for group in self.optimizer.param_groups)
-
-    def step(self, x: Tensor, y: Tensor, teacher_out: TeacherOutputs | None, *, set_to_none: bool,
-             autocast) -> None:
-        """The loop body of `loop.fit` for this member, plus on-device sums (no host sync)."""
-        with autocast():
-            logits, losses = self.distiller.forward_train(x, y, teacher_out)
-            loss = total_loss(losses)
-        self.optimizer.zero_grad(set_to_none=set_to_none)
-        loss.backward()
-        self.optimizer.step()
-        self.record(logits, losses, y)
-
-    @torch.no_grad()
-    def record(self, logits: Tensor, losses: dict[str, Tensor], y: Tensor) -> None:
-        for name, value in losses.items():
-            if name not in self.sums:  # created in the eager warm-up, before any capture
-                self.sums[name] = torch.zeros((), dtype=torch.float64, device=y.device)
-            self.sums[name].add_(value.detach().double() * len(y))
-        self.correct.add_((logits.argmax(1) == y).sum())
-
-
 class SharedStep:
     """A training step for `distillers` (each with its optimizer), one teacher forward shared per batch.
 
@@ -104,17 +75,21 @@ class SharedStep:
     stack: run the members' students (one architecture) as one batched network (`stacked.StackedStudents`):
         one forward and one backward for all encoders, then each member's own optimizer step. Replaces
         the streams. The students' parameters become views of the stack until `unstack()`.
+    forwards: per member, what computes its losses instead of `distiller.forward_train` (a compiled
+        one, or its DistributedDataParallel wrapper).
+    Eager steps check every loss before its backward (`step.NonFiniteLoss`); replays cannot (no host sync).
     """
 
     def __init__(self, distillers: Sequence[Distiller], optimizers: Sequence[torch.optim.Optimizer], *,
                  teacher=None, device: torch.device | str, cuda_graph: bool = True, warmup: int = 3,
-                 streams: bool = True, amp: bool = False, stack: bool = False):
+                 streams: bool = True, amp: bool = False, stack: bool = False, forwards: Sequence | None = None):
         if len(distillers) != len(optimizers) or not distillers:
             raise ValueError("SharedStep needs one optimizer per distiller (and at least one distiller)")
         if warmup < 1:
             raise ValueError("warmup must be >= 1 (SGD builds its momentum buffers in its first step)")
         self.device = torch.device(device)
-        self.members = [_Member(d, o, self.device) for d, o in zip(distillers, optimizers)]
+        forwards = forwards or [None] * len(distillers)
+        self.members = [StepMember(d, o, f, i) for i, (d, o, f) in enumerate(zip(distillers, optimizers, forwards))]
         self.teacher = teacher
         # The teacher map a member reads besides the last one (FitNet's hint layer), computed once for all.
         hint_layers = {d.teacher_hint_layer for d in distillers if d.teacher_hint_layer is not None}
@@ -167,15 +142,7 @@ class SharedStep:
 
         The one host sync of an epoch. Resetting is in place: the graph keeps adding into these tensors.
         """
-        out = []
-        for member in self.members:
-            sums = {name: float(value.item()) for name, value in member.sums.items()}
-            out.append((sums, int(member.correct.item()), member.seen))
-            for value in member.sums.values():
-                value.zero_()
-            member.correct.zero_()
-            member.seen = 0
-        return out
+        return [member.take_metrics() for member in self.members]
 
     # ------------------------------------------------------------------ internals
     def _autocast(self):
@@ -200,15 +167,16 @@ class SharedStep:
         if self.stack is not None:
             self._stacked_body(x, y, teacher_out, set_to_none)
             return
+        check = not self._capturing  # a NaN check is a host sync: eager steps only
         if not (self.use_streams and self._capturing):
             for member in self.members:
-                member.step(x, y, teacher_out, set_to_none=set_to_none, autocast=self._autocast)
+                member.step(x, y, teacher_out, set_to_none=set_to_none, autocast=self._autocast, check=check)
             return
         main = torch.cuda.current_stream()
         for member, stream in zip(self.members, self._streams):
             stream.wait_stream(main)  # fork after the shared teacher forward
             with torch.cuda.stream(stream):
-                member.step(x, y, teacher_out, set_to_none=set_to_none, autocast=self._autocast)
+                member.step(x, y, teacher_out, set_to_none=set_to_none, autocast=self._autocast, check=check)
         for stream in self._streams:
             main.wait_stream(stream)  # join: every member's step is part of the graph
 
@@ -217,16 +185,15 @@ class SharedStep:
         (each student's loss depends only on its own slice, so each gets its own gradient)."""
         with self._autocast():
             with self.stack.reading(x):
-                outputs = [m.distiller.forward_train(x, y, teacher_out) for m in self.members]
-            loss = sum(total_loss(losses) for _, losses in outputs)
+                outputs = [m.losses(x, y, teacher_out, check=not self._capturing) for m in self.members]
+            loss = sum(total for _, _, total in outputs)
         for member in self.members:
             member.optimizer.zero_grad(set_to_none=set_to_none)
         self.stack.zero_grad(set_to_none=set_to_none)
         loss.backward()
         self.stack.share_grads()
-        for member, (logits, losses) in zip(self.members, outputs):
-            member.optimizer.step()
-            member.record(logits, losses, y)
+        for member, (logits, losses, _) in zip(self.members, outputs):
+            member.finish(logits, losses, y)
 
     def _eager(self, x, y, teacher_out, side_stream: bool = False) -> None:
         # Before a graph exists: set_to_none=True, exactly `fit`'s eager step. Afterwards the gradient
@@ -270,11 +237,17 @@ class SharedStep:
         self.captures += 1
 
 
+def to_device(batch: tuple, device: torch.device, memory_format=torch.contiguous_format) -> tuple:
+    """One (x, y, teacher_out or None) batch on `device`, x in `memory_format`."""
+    x, y, teacher_out = batch
+    x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+    y = y.to(device, non_blocking=True)
+    if teacher_out is not None:
+        teacher_out = TeacherOutputs(*(None if t is None else t.to(device) for t in teacher_out))
+    return x, y, teacher_out
+
+
 def run_epoch(step: SharedStep, batches, device: torch.device, memory_format=torch.contiguous_format) -> None:
     """Feed one epoch of `batches.epoch(...)`-style (x, y, teacher_out) batches to `step`."""
-    for x, y, teacher_out in batches:
-        x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        y = y.to(device, non_blocking=True)
-        if teacher_out is not None:
-            teacher_out = TeacherOutputs(*(None if t is None else t.to(device) for t in teacher_out))
-        step(x, y, teacher_out)
+    for batch in batches:
+        step(*to_device(batch, device, memory_format))

@@ -1,6 +1,12 @@
-"""One training loop for teachers and every distiller, with checkpoints that never lose work.
+"""The one training loop: teachers, every distiller, one student or several together; checkpoints that
+never lose work.
 
     fit(distiller, train_set, test_set, config, out_dir)  ->  history (one dict per epoch)
+    fit({"simkd": simkd, "kd": kd}, train_set, test_set, config, {"simkd": out_a, "kd": out_b})
+        ->  {name: history}: the same batches and ONE teacher forward per batch for all of them
+
+- Every step goes through one step object (`graphed.SharedStep`: eager, replayed from a CUDA graph,
+  or the students stacked into one batched network), whose body is `step.StepMember.step`.
 
 - The loop only knows the `Distiller` interface: `forward_train` for the losses, `forward` for the
   prediction head it evaluates (SimKD: projector + teacher head, never the teacher network).
@@ -15,36 +21,42 @@
 - `OUT/metrics.csv` (one row per epoch) is rewritten from the history after every epoch, so a resumed
   run continues it without duplicates; `tensorboard=True` also logs to OUT/tensorboard.
 - Without augmentation the training set is turned into tensors once, and teacher outputs can be
-  cached once, so teacher-driven students then cost only student compute.
+  cached once, so teacher-driven students then cost only student compute (`batches.py`).
+- Several students: each has its own optimizer, schedule, BatchNorm statistics, folder and checkpoints,
+  and is built after `seed_everything(seed)` as its own run would be; a run's batches depend only on
+  (seed, epoch). So each ends bitwise as its separate run on CPU (`tests/test_together.py`), and a
+  killed joint run resumes each student from its own last.pt. DDP trains one student only.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Mapping
 
 import torch
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-from torchvision import transforms
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from simkd_lite.checkpoints import atomic_save, read_checkpoint
 from simkd_lite.distillers import Distiller, FrozenTeacher, TeacherOutputs
 from simkd_lite.training import distributed as ddp
-from simkd_lite.training.device_data import DeviceTensorBatches, GpuAugment, to_uint8_tensors
-from simkd_lite.training.step import distill_step
-from simkd_lite.training.teacher_prep import maybe_compile, prepare_teacher
+from simkd_lite.training.batches import (LoaderBatches, TensorBatches, cache_teacher_outputs,  # noqa: F401 (re-exported)
+                                         make_batches, materialize)
+from simkd_lite.training.device_data import GpuAugment
+from simkd_lite.training.graphed import SharedStep, graph_unsupported, to_device
 from simkd_lite.training.metrics import TensorBoardLog, summarize, write_metrics_csv
-from simkd_lite.training.graphed import SharedStep, graph_unsupported, run_epoch
 from simkd_lite.training.preflight import check_before_claim
 from simkd_lite.training.run_folder import claim_run_folder, plain
-from simkd_lite.training.runtime import (epoch_generator, epoch_order, execution_record, restore_rng_state,
-                                       rng_state, seed_everything, select_device, set_tf32)
+from simkd_lite.training.runtime import (execution_record, restore_rng_state, rng_state, seed_everything,
+                                       select_device, set_tf32)
+from simkd_lite.training.step import NonFiniteLoss
+from simkd_lite.training.teacher_prep import maybe_compile, prepare_teacher
 from simkd_lite.errors import SimKDLiteError
 
 
@@ -105,76 +117,6 @@ class TrainConfig:
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         if self.eval_every < 0 or self.num_workers < 0:
             raise ValueError(f"eval_every and num_workers must be >= 0, got {self.eval_every}, {self.num_workers}")
-
-
-# ------------------------------------------------------------------------------------ data
-def materialize(dataset: Dataset, batch_size: int = 1024) -> tuple[Tensor, Tensor]:
-    """All (image, label) pairs of a deterministic dataset as two tensors (N, C, H, W), (N,).
-
-    A torchvision dataset whose transform is just ToTensor + Normalize is converted in one vectorised
-    step from its uint8 array (the same float operations, so the same bits, ~50x faster than going
-    image by image through PIL); anything else goes through its own transform.
-    """
-    fast = _normalized_uint8(dataset)
-    if fast is not None:
-        return fast
-    xs, ys = [], []
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        xs.append(x)
-        ys.append(torch.as_tensor(y))
-    return torch.cat(xs), torch.cat(ys)
-
-
-@torch.no_grad()
-def cache_teacher_outputs(teacher: FrozenTeacher, images: Tensor, device: torch.device,
-                          batch_size: int = 1000, hint_layer: int | None = None) -> TeacherOutputs:
-    """One frozen-teacher pass over fixed images; the result is reused every epoch.
-
-    With `hint_layer` (FitNet's) the map at that index of the official feature list is cached too.
-    """
-    outs = [teacher(images[i:i + batch_size].to(device), hint_layer) for i in range(0, len(images), batch_size)]
-    hint = torch.cat([o.hint for o in outs]).cpu() if hint_layer is not None else None
-    return TeacherOutputs(torch.cat([o.features for o in outs]).cpu(), torch.cat([o.logits for o in outs]).cpu(), hint)
-
-
-class TensorBatches:
-    """Shuffled mini-batches of in-memory tensors, optionally with cached teacher outputs."""
-
-    def __init__(self, images: Tensor, labels: Tensor, teacher: TeacherOutputs | None, batch_size: int, seed: int):
-        self.images, self.labels, self.teacher = images, labels, teacher
-        self.batch_size, self.seed = batch_size, seed
-
-    def __len__(self) -> int:
-        return math.ceil(math.ceil(len(self.labels) / ddp.world_size()) / self.batch_size)
-
-    def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor, TeacherOutputs | None]]:
-        order = epoch_order(len(self.labels), self.seed, epoch)
-        for idx in order.split(self.batch_size):
-            cached = self.teacher.select(idx) if self.teacher else None
-            yield self.images[idx], self.labels[idx], cached
-
-
-class LoaderBatches:
-    """Shuffled mini-batches from a Dataset whose transforms augment every time."""
-
-    def __init__(self, dataset: Dataset, batch_size: int, seed: int, num_workers: int, pin_memory: bool):
-        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
-        self.num_workers, self.pin_memory = num_workers, pin_memory
-
-    def __len__(self) -> int:
-        return math.ceil(math.ceil(len(self.dataset) / ddp.world_size()) / self.batch_size)
-
-    def epoch(self, epoch: int):
-        if ddp.is_distributed():
-            sampler = DistributedSampler(self.dataset, ddp.world_size(), ddp.rank(), shuffle=True, seed=self.seed)
-            sampler.set_epoch(epoch)
-            options = {"sampler": sampler}
-        else:
-            options = {"shuffle": True, "generator": epoch_generator(self.seed, epoch)}
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, num_workers=self.num_workers,
-                            pin_memory=self.pin_memory, **options)
-        for x, y in loader:
-            yield x, y, None
 
 
 # ---------------------------------------------------------------------------- optimisation
@@ -247,227 +189,349 @@ def _own_storage(state: dict) -> dict:
 
 
 def _restore(distiller: Distiller, optimizer, scheduler, checkpoint: dict) -> None:
+    """Weights, optimizer and schedule from a checkpoint (the RNG states: `fit` restores them once)."""
     weights = {f"student.{k}": v for k, v in checkpoint["model"].items()} | checkpoint["extras"]
     distiller.load_state_dict(weights, strict=True)
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
-    restore_rng_state(checkpoint["rng"])
-
-
-def make_batches(distiller: Distiller, train_set: Dataset, config: TrainConfig, device: torch.device,
-                 gpu_augment: GpuAugment | None = None, train_tensors: tuple[Tensor, Tensor] | None = None,
-                 teacher_cache: TeacherOutputs | None = None, say: Callable[[str], None] = lambda msg: None):
-    """The batch stream of a run: (x, y, cached teacher outputs or None) per step, by `.epoch(e)`.
-
-    On-device augmentation for uint8 datasets (`config.device_data`), a DataLoader for the others,
-    fixed tensors (and optionally cached teacher outputs) without augmentation. The order and the
-    augmentation depend only on (seed, epoch), so runs with the same seed see the same batches.
-    """
-    uint8_data = _uint8_tensors(train_set) if config.augment and config.device_data and gpu_augment else None
-    if uint8_data is not None:
-        return DeviceTensorBatches(*uint8_data, gpu_augment, config.batch_size, config.seed, device)
-    if config.augment:
-        return LoaderBatches(train_set, config.batch_size, config.seed, config.num_workers,
-                             pin_memory=device.type == "cuda")
-    train_x, train_y = train_tensors if train_tensors is not None else materialize(train_set)
-    cached = teacher_cache if distiller.teacher is not None else None
-    hint_layer = distiller.teacher_hint_layer
-    if cached is not None and hint_layer is not None and cached.hint is None:
-        cached = None  # a shared cache without this method's hint map: cache again, with it
-    if cached is None and (config.cache_teacher or teacher_cache is not None) and distiller.teacher is not None:
-        start = time.perf_counter()
-        cached = cache_teacher_outputs(distiller.teacher, train_x, device, config.eval_batch_size, hint_layer)
-        hint = f" (+ hint layer {hint_layer})" if hint_layer is not None else ""
-        say(f"cached teacher outputs{hint} for {len(train_x)} images in {time.perf_counter() - start:.1f}s")
-    return TensorBatches(train_x, train_y, cached, config.batch_size, config.seed)
 
 
 # -------------------------------------------------------------------------------- the loop
-def fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: TrainConfig,
-        out_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
-        meta: dict | None = None, run: dict | None = None, log: Callable[[str], None] | None = print,
-        **options) -> list[dict]:
+@dataclass(frozen=True)
+class FitOptions:
+    """`fit`'s keyword options besides the run folder's.
+
+    progress: tqdm bars (None: only on a terminal or in a notebook).
+    test_tensors, train_tensors, teacher_cache: data several runs prepared once and share.
+    label: names a single student in bars and logs (default: its method; joint runs use their names).
+    gpu_augment: the batched on-device augmentation used when `config.device_data` (device_data.py);
+        datasets without uint8 arrays (or --no-device-data) go through a DataLoader, pinned on CUDA.
+    stack: several students of one architecture run as one batched network (`training/stacked.py`).
+    device: the device, resolved once by the caller (None: `select_device(config.device)` here).
+    """
+
+    progress: bool | None = None
+    test_tensors: tuple[Tensor, Tensor] | None = None
+    train_tensors: tuple[Tensor, Tensor] | None = None
+    teacher_cache: TeacherOutputs | None = None
+    label: str | None = None
+    gpu_augment: GpuAugment | None = None
+    stack: bool = False
+    device: torch.device | None = None
+
+
+@dataclass
+class _Student:
+    """One student of a run while it trains: its folder, optimizer, schedule and record so far."""
+
+    name: str
+    distiller: Distiller
+    out: Path | None  # as given until `_claim` makes it a Path (an empty string is refused there)
+    meta: dict
+    forward: Callable | None = None  # what computes its losses: forward_train, compiled or DDP-wrapped
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: object = None
+    unit: str = "epoch"  # the scheduler steps once an "epoch" or every "step"
+    start_epoch: int = 0
+    best_acc: float = 0.0
+    best_epoch: int | None = None
+    history: list = field(default_factory=list)
+    board: TensorBoardLog | None = None
+
+    @property
+    def last_path(self) -> Path | None:
+        return self.out / "last.pt" if self.out is not None else None
+
+    def last_good(self, epoch: int) -> str:
+        """Where the last finished epoch is saved, for error messages."""
+        path = self.last_path
+        return f"{path} (after epoch {epoch})" if path is not None and path.exists() else "none yet"
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every epoch of a run reads: the recipe, the device, the test set, the log."""
+
+    config: TrainConfig
+    device: torch.device
+    memory_format: torch.memory_format
+    test_x: Tensor
+    test_y: Tensor
+    say: Callable[[str], None]
+    main_process: bool
+    progress: bool | None
+    joint: bool
+
+
+def fit(distiller: Distiller | Mapping[str, Distiller], train_set: Dataset, test_set: Dataset, config: TrainConfig,
+        out_dir: str | Path | Mapping[str, str | Path] | None = None, *, resume: bool = False,
+        overwrite: bool = False, meta: dict | None = None, run: dict | None = None,
+        log: Callable[[str], None] | None = print, **options) -> list[dict] | dict[str, list[dict]]:
     """Train `distiller` for `config.epochs` epochs; returns the per-epoch history.
+
+    Several students at once: `distiller` = {name: Distiller} (one teacher network shared by all),
+    and `out_dir`, `meta`, `run` = {name: ...}; returns {name: history}. They see the same batches and
+    one teacher forward per batch, and each has its own optimizer, schedule, folder and checkpoints,
+    so each ends as its own run would (`tests/test_together.py`). A single student is the case of one.
 
     `meta` is stored in every checkpoint (e.g. `model_name`, `dataset`). `out_dir` must not hold
     another run: with `resume=True` an existing `OUT/last.pt` with the same settings is continued
-    exactly (a finished one is reused: nothing trains); `overwrite=True` replaces it; without
-    either it is refused. `run` describes the run in `OUT/config.json` (job, models, method
-    options...); the teacher's weights digest and the training recipe are added to it.
-    Other keyword options: see `_fit`.
+    exactly (a finished one is reused: nothing trains; in a joint run each student continues from
+    its own last.pt); `overwrite=True` replaces it; without either it is refused. `run` describes the
+    run in `OUT/config.json` (job, models, method options...); the teacher's weights digest and the
+    training recipe are added to it. Other keyword options: `FitOptions`.
+    Every record holds the epoch's `test_top1` (None on epochs that `eval_every` skips); the best
+    one is saved as OUT/best.pt and `training.metrics.summarize(history)` reports last and best.
     """
-    if out_dir is None or os.environ.get("RANK", "0") != "0":  # rank 0 alone owns the folder (DDP)
-        return _fit(distiller, train_set, test_set, config, out_dir, resume=resume, meta=meta, log=log, **options)
-    say = (lambda msg: tqdm.write(msg)) if log is print else (log or (lambda msg: None))
-    run = dict(run if run is not None else {"method": distiller.method, **(meta or {})})
+    opts = FitOptions(**options)
+    single = not isinstance(distiller, Mapping)
+    distillers = {opts.label or distiller.method: distiller} if single else dict(distiller)
+    if not distillers:
+        raise ValueError("fit needs at least one distiller")
+    if len(distillers) > 1 and ddp.launched_by_torchrun():  # refused before any folder is claimed
+        raise ValueError("Training several students together runs on one device; launch it without torchrun "
+                         "(or train them one after another).")
+
+    def per_student(value) -> dict:
+        return {name: value for name in distillers} if single else dict(value or {})
+
+    outs, metas, runs = per_student(out_dir), per_student(meta), per_student(run)
+    students = [_Student(name, d, outs.get(name), dict(metas.get(name) or {})) for name, d in distillers.items()]
+    for student in students:  # check everything, then touch anything (preflight.py)
+        check_before_claim(config, len(train_set), student.out)
+    with contextlib.ExitStack() as claims:
+        resuming = [_claim(claims, s, runs.get(s.name), (len(train_set), len(test_set)), config,
+                           resume=resume, overwrite=overwrite, say=_say(log)) for s in students]
+        histories = _train(students, resuming, train_set, test_set, config, opts, log)
+    return histories[students[0].name] if single else histories
+
+
+def _claim(claims: contextlib.ExitStack, student: _Student, run: dict | None, sizes: tuple[int, int],
+           config: TrainConfig, *, resume: bool, overwrite: bool, say) -> bool:
+    """Claim the student's folder (`run_folder.claim_run_folder`, held until `claims` closes); True: resume."""
+    given, student.out = student.out, Path(student.out) if student.out is not None else None  # "" is refused below
+    if given is None or os.environ.get("RANK", "0") != "0":  # rank 0 alone owns the folder (DDP)
+        return resume
+    distiller = student.distiller
+    run = dict(run if run is not None else {"method": distiller.method, **student.meta})
     if distiller.teacher is not None:  # the digest of the weights as given (not of a BN-folded copy)
         teacher = distiller.teacher
         teacher.sha256 = getattr(teacher, "sha256", None) or ddp.parameters_digest(teacher.model)
         run["teacher_sha256"] = teacher.sha256
-    run = plain({**run, **execution_record(config), "train_images": len(train_set), "test_images": len(test_set),
+    run = plain({**run, **execution_record(config), "train_images": sizes[0], "test_images": sizes[1],
                  "train": asdict(config)})
-    check_before_claim(config, len(train_set), out_dir)  # check everything, then touch anything (preflight.py)
-    with claim_run_folder(out_dir, run, resume=resume, overwrite=overwrite, log=say) as resuming:
-        return _fit(distiller, train_set, test_set, config, out_dir, resume=resuming,
-                    meta={**(meta or {}), "run": run}, log=log, **options)
+    student.meta["run"] = run
+    return claims.enter_context(claim_run_folder(given, run, resume=resume, overwrite=overwrite, log=say))
 
 
-def _fit(distiller: Distiller, train_set: Dataset, test_set: Dataset, config: TrainConfig,
-         out_dir: str | Path | None = None, *, resume: bool = False, meta: dict | None = None,
-         progress: bool | None = None, log: Callable[[str], None] | None = print,
-         test_tensors: tuple[Tensor, Tensor] | None = None, train_tensors: tuple[Tensor, Tensor] | None = None,
-         teacher_cache: TeacherOutputs | None = None, label: str | None = None,
-         gpu_augment: GpuAugment | None = None) -> list[dict]:
-    """The training loop of `fit`, once the folder is claimed.
-
-    With `resume=True` and an existing `OUT/last.pt`, training continues from it exactly.
-    `progress=None` shows tqdm bars only on a terminal or in a notebook.
-    `test_tensors`, `train_tensors` and `teacher_cache` let several runs share data prepared once.
-    `label` names the run in progress bars and logs (default: the method).
-    `gpu_augment` is the batched on-device augmentation used when `config.device_data` (see fast.py);
-    datasets without uint8 arrays (or --no-device-data) go through a DataLoader, pinned on CUDA.
-    Every record holds the epoch's `test_top1` (None on epochs that `eval_every` skips); the best
-    one is saved as OUT/best.pt and `training.metrics.summarize(history)` reports last and best.
-    """
-    label = label or distiller.method
-    device = select_device(config.device)
+def _train(students: list[_Student], resuming: list[bool], train_set: Dataset, test_set: Dataset,
+           config: TrainConfig, opts: FitOptions, log) -> dict[str, list[dict]]:
+    """The loop of `fit`, once the folders are claimed: set up, then epoch after epoch."""
+    joint = len(students) > 1
+    device = opts.device if opts.device is not None else select_device(config.device)
     if ddp.launched_by_torchrun():
         device = ddp.init_distributed(device)
     set_tf32(config.tf32)  # the paper's fp32 unless the config opts in
-    main_process = ddp.is_main_process()
-    if not main_process:  # rank 0 alone logs, shows progress and writes checkpoints
-        log, progress = None, False
-    out = Path(out_dir) if out_dir is not None else None
+    main_process = ddp.is_main_process()  # rank 0 alone logs, shows progress and writes checkpoints
+    say = _say(log if main_process else None)
     seed_everything(config.seed)
-    distiller.to(device)
-    say = (lambda msg: tqdm.write(msg)) if log is print else (log or (lambda msg: None))
-
-    if distiller.teacher is not None and (config.fold_bn or config.channels_last or config.compile_teacher):
-        given = distiller.teacher
-        distiller.teacher = FrozenTeacher(prepare_teacher(given.model, fold_bn=config.fold_bn,
-                                                          channels_last=config.channels_last,
-                                                          compile=config.compile_teacher))
-        distiller.teacher.sha256 = getattr(given, "sha256", None)  # a later fit still names the given weights
+    for student in students:
+        student.distiller.to(device)
+    teacher = _share_teacher([s.distiller for s in students], config)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    distiller.to(memory_format=memory_format)
-
-    test_x, test_y = test_tensors if test_tensors is not None else materialize(test_set)
+    for student in students:
+        student.distiller.to(memory_format=memory_format)
+    test_x, test_y = opts.test_tensors if opts.test_tensors is not None else materialize(test_set)
+    ctx = _Context(config, device, memory_format, test_x, test_y, say, main_process,
+                   opts.progress if main_process else False, joint)
     shard = replace(config, batch_size=ddp.batch_size_per_process(config.batch_size))  # config.batch_size is global
-    batches = make_batches(distiller, train_set, shard, device, gpu_augment, train_tensors, teacher_cache, say)
+    batches = make_batches(_feeder([s.distiller for s in students]), train_set, shard, device, opts.gpu_augment,
+                           opts.train_tensors, opts.teacher_cache, say)
     if ddp.is_distributed():
         say(f"DDP: world size {ddp.world_size()} ({torch.distributed.get_backend()}), global batch size "
             f"{config.batch_size}, {shard.batch_size} per process, {len(batches)} steps per epoch")
-    train_step = maybe_compile(distiller.forward_train, config.compile_student)
-    if ddp.is_distributed():
-        train_step = DistributedDataParallel(ddp.TrainStep(distiller),
-                                             device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = make_optimizer([p for p in distiller.parameters() if p.requires_grad], config)
-    scheduler, schedule_unit = make_scheduler(optimizer, config, len(batches))
-    graphed = _graphed_step(distiller, optimizer, config, device, say)
-    start_epoch, best_acc, best_epoch, history = 0, 0.0, None, []
-    last_path = out / "last.pt" if out else None
-    if resume and last_path is not None and last_path.exists():
-        checkpoint = read_checkpoint(last_path)
-        _restore(distiller, optimizer, scheduler, checkpoint)
-        start_epoch, best_acc, history = checkpoint["epoch"], checkpoint["best_acc"], checkpoint["history"]
-        best_epoch = checkpoint.get("best_epoch", summarize(history)["best_epoch"])  # older files lack it
-        say(f"resuming from {last_path} after epoch {start_epoch}")
-    board = TensorBoardLog(out / "tensorboard", start_epoch) if config.tensorboard and out and main_process else None
+    for student, resumes in zip(students, resuming):
+        _prepare(student, ctx, len(batches), resume=resumes)
+    first = min(s.start_epoch for s in students)
+    if first > 0:  # every RNG as after that epoch of the uninterrupted run (the students that stopped there)
+        restore_rng_state(read_checkpoint(next(s for s in students if s.start_epoch == first).last_path)["rng"])
+    step = _make_step(students, teacher, ctx, stack=opts.stack)
 
-    for epoch in tqdm(range(start_epoch, config.epochs), desc=label, disable=_quiet(progress),
-                      initial=start_epoch, total=config.epochs, unit="epoch"):
+    label = "+".join(s.name for s in students)
+    for epoch in tqdm(range(first, config.epochs), desc=label, disable=_quiet(ctx.progress), initial=first,
+                      total=config.epochs, unit="epoch"):
         started = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]  # the lr this epoch trains with (its first step's, per-step schedules)
-        distiller.train()
-        sums: dict[str, float] = {}
-        correct = seen = 0
-        bar = tqdm(batches.epoch(epoch), total=len(batches), leave=False, disable=_quiet(progress), unit="batch")
-        if graphed is not None:  # the same step, replayed from a CUDA graph; sums read once per epoch
-            run_epoch(graphed, bar, device, memory_format)
-            [(sums, correct, seen)] = graphed.take_metrics()
-            if not all(math.isfinite(v) for v in sums.values()):
-                where = f"{last_path} (after epoch {epoch})" if last_path and last_path.exists() else "none yet"
-                raise TrainingDivergedError(f"The loss became non-finite during epoch {epoch + 1} (checked once per "
-                                            f"epoch with --cuda-graph); training stopped. Last good checkpoint: "
-                                            f"{where}. Try a lower --lr.")
-            bar = ()
-        for step, (x, y, teacher_out) in enumerate(bar):
-            x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-            y = y.to(device, non_blocking=True)
-            if teacher_out is not None:
-                teacher_out = teacher_out.to(device)
-
-            def stop_on_nan(loss: Tensor) -> None:
-                if not torch.isfinite(loss):
-                    where = f"{last_path} (after epoch {epoch})" if last_path and last_path.exists() else "none yet"
-                    raise TrainingDivergedError(
-                        f"The loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; training stopped. "
-                        f"Last good checkpoint: {where}. Try a lower --lr.")
-
-            logits, losses, loss = distill_step(train_step, x, y, optimizer, teacher_out=teacher_out, amp=config.amp,
-                                                guard=stop_on_nan)
-            if schedule_unit == "step":
-                scheduler.step()
-            for name, value in losses.items():
-                sums[name] = sums.get(name, 0.0) + value.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += len(y)
-        if schedule_unit == "epoch":
-            scheduler.step()
-        ddp.sync_buffers(distiller)  # every rank evaluates and saves rank 0's BN statistics
-
-        last_epoch = epoch + 1 == config.epochs
-        evaluate_now = last_epoch or (config.eval_every > 0 and (epoch + 1) % config.eval_every == 0)
-        scored = len(test_y) if last_epoch or not config.eval_subset else min(config.eval_subset, len(test_y))
-        test_acc = top1(predict(distiller, test_x[:scored], device, config.eval_batch_size),
-                        test_y[:scored]) if evaluate_now else None
-        compiled = getattr(distiller.teacher.model, "compile_seconds", None) if distiller.teacher else None
-        if compiled is not None and epoch == start_epoch:
+        active = [s for s in students if s.start_epoch <= epoch]  # a resumed joint run: the lagging ones first
+        epoch_step = step if len(active) == len(students) else _make_step(active, teacher, ctx, lagging=True)
+        lrs = [s.optimizer.param_groups[0]["lr"] for s in active]  # what this epoch trains with (its first step's)
+        metrics = _train_epoch(epoch_step, active, batches.epoch(epoch), len(batches), epoch, ctx)
+        train_seconds = time.perf_counter() - started
+        compiled = getattr(teacher.model, "compile_seconds", None) if teacher is not None else None
+        if compiled is not None and epoch == first:
             say(f"teacher compiled in {compiled:.1f}s (one-off cost, included in epoch {epoch + 1})")
-        record = {"epoch": epoch + 1, "lr": lr,
-                  **{f"loss_{k}": v / seen for k, v in sums.items()},
-                  "train_top1": 100.0 * correct / seen, "test_top1": test_acc,
-                  "test_images": scored if evaluate_now else 0,
-                  "seconds": time.perf_counter() - started}
-        history.append(record)
-        # only whole-test-set scores compete for best (an `eval_subset` score is another test set)
-        improved = test_acc is not None and scored == len(test_y) and (best_epoch is None or test_acc > best_acc)
-        if improved:
-            best_acc, best_epoch = test_acc, epoch + 1
-        if out is not None and main_process:
-            state = _checkpoint(distiller, optimizer, scheduler, epoch + 1, best_acc, best_epoch, history, config,
-                                meta or {})
-            try:
-                if improved:  # best.pt first: a crash in between leaves it ahead of last.pt, never behind
-                    atomic_save(state, out / "best.pt")
-                atomic_save(state, last_path)
-                write_metrics_csv(history, out / "metrics.csv")  # after last.pt: a resume rewrites it from there
-            except SimKDLiteError as err:  # e.g. a full disk: the previous files are intact
-                kept = f"{last_path} (after epoch {epoch}) is intact" if last_path.exists() else "none was written yet"
-                raise SimKDLiteError(f"{err}; the last good checkpoint {kept}: fix that, then rerun with --resume") from err
-            if board is not None:
-                board.log(record)
+        for student, sums, lr in zip(active, metrics, lrs):
+            _end_epoch(student, epoch, sums, lr, train_seconds, ctx)
         ddp.barrier()
-        losses_text = " ".join(f"{k[5:]} {v:.4f}" for k, v in record.items() if k.startswith("loss_"))
-        say(f"[{label}] epoch {epoch + 1}/{config.epochs}  {losses_text}  train {record['train_top1']:.2f}%  "
-            + (f"test {test_acc:.2f}% ({scored} images)  " if test_acc is not None else "") + f"{record['seconds']:.1f}s")
-    if board is not None:
-        board.close()
+    _finish(students, step, ctx)
+    return {s.name: s.history for s in students}
+
+
+def _share_teacher(distillers: list[Distiller], config: TrainConfig) -> FrozenTeacher | None:
+    """One frozen teacher (prepared as `config` says: BN folding, channels_last, compile) for every
+    distiller that has one; they must all have the same network. None: no distiller has a teacher."""
+    with_teacher = [d for d in distillers if d.teacher is not None]
+    if not with_teacher:
+        return None
+    if len({id(d.teacher.model) for d in with_teacher}) > 1:
+        raise ValueError("fit: the distillers of a joint run must share one teacher network (pass the same "
+                         "model to each).")
+    given = with_teacher[0].teacher
+    teacher = given
+    if config.fold_bn or config.channels_last or config.compile_teacher:
+        teacher = FrozenTeacher(prepare_teacher(given.model, fold_bn=config.fold_bn,
+                                                channels_last=config.channels_last, compile=config.compile_teacher))
+        teacher.sha256 = getattr(given, "sha256", None)  # a later fit still names the given weights
+    for distiller in with_teacher:
+        distiller.teacher = teacher
+    return teacher
+
+
+def _feeder(distillers: list[Distiller]) -> Distiller:
+    """The distiller whose needs decide what the batches carry: a teacher hint map too when one asks."""
+    return next((d for d in distillers if d.teacher_hint_layer is not None),
+                next((d for d in distillers if d.teacher is not None), distillers[0]))
+
+
+def _prepare(student: _Student, ctx: _Context, steps_per_epoch: int, *, resume: bool) -> None:
+    """The student's forward, optimizer and schedule; with `resume`, its state from OUT/last.pt."""
+    distiller, config = student.distiller, ctx.config
+    student.forward = maybe_compile(distiller.forward_train, config.compile_student)
     if ddp.is_distributed():
-        _record_replica_agreement(distiller, last_path if main_process else None, say)
-    return history
+        student.forward = DistributedDataParallel(ddp.TrainStep(distiller), device_ids=[ctx.device.index]
+                                                  if ctx.device.type == "cuda" else None)
+    student.optimizer = make_optimizer([p for p in distiller.parameters() if p.requires_grad], config)
+    student.scheduler, student.unit = make_scheduler(student.optimizer, config, steps_per_epoch)
+    if resume and student.last_path is not None and student.last_path.exists():
+        checkpoint = read_checkpoint(student.last_path)
+        _restore(distiller, student.optimizer, student.scheduler, checkpoint)
+        student.start_epoch, student.best_acc = checkpoint["epoch"], checkpoint["best_acc"]
+        student.history = checkpoint["history"]
+        student.best_epoch = checkpoint.get("best_epoch", summarize(student.history)["best_epoch"])  # older files
+        ctx.say(f"{_who(student, ctx)}resuming from {student.last_path} after epoch {student.start_epoch}")
+    if config.tensorboard and student.out is not None and ctx.main_process:
+        student.board = TensorBoardLog(student.out / "tensorboard", student.start_epoch)
 
 
-def _graphed_step(distiller: Distiller, optimizer, config: TrainConfig, device: torch.device, say):
-    """A `SharedStep` replaying CUDA graphs when `config.cuda_graph` and the run allows it, else None."""
-    if not config.cuda_graph or device.type != "cuda":  # CPU / MPS: the eager loop below, silently
-        return None
-    reason = graph_unsupported(config, device, distributed=ddp.is_distributed())
-    if reason is not None:
-        say(f"--cuda-graph: off for this run ({reason}); training eagerly")
-        return None
-    torch.backends.cudnn.benchmark = not torch.backends.cudnn.deterministic  # as the official code: algorithms picked once, in the warm-up
-    return SharedStep([distiller], [optimizer], teacher=distiller.teacher, device=device, amp=config.amp)
+def _make_step(students: list[_Student], teacher, ctx: _Context, *, stack: bool = False,
+               lagging: bool = False) -> SharedStep:
+    """The step object: CUDA graph where `config.cuda_graph` and the run allow it, else eager.
+
+    `lagging`: the students a resumed joint run replays an epoch for, alone (eager, unstacked).
+    """
+    config, device = ctx.config, ctx.device
+    use_graph = config.cuda_graph and device.type == "cuda" and not lagging
+    if use_graph:
+        reason = graph_unsupported(config, device, distributed=ddp.is_distributed())
+        if reason is not None:
+            ctx.say(f"--cuda-graph: off for this run ({reason}); training eagerly")
+            use_graph = False
+        else:  # as the official code: cuDNN's algorithms picked once, in the warm-up
+            torch.backends.cudnn.benchmark = not torch.backends.cudnn.deterministic
+    return SharedStep([s.distiller for s in students], [s.optimizer for s in students], teacher=teacher,
+                      device=device, cuda_graph=use_graph, amp=config.amp, stack=stack and not lagging,
+                      forwards=[s.forward for s in students])
+
+
+def _train_epoch(step: SharedStep, students: list[_Student], batches, steps: int, epoch: int,
+                 ctx: _Context) -> list[tuple[dict[str, float], int, int]]:
+    """One epoch of steps; per student (loss sums over samples, correct predictions, samples seen)."""
+    for student in students:
+        student.distiller.train()
+    bar = tqdm(batches, total=steps, leave=False, disable=_quiet(ctx.progress), unit="batch")
+    for index, batch in enumerate(bar):
+        try:
+            step(*to_device(batch, ctx.device, ctx.memory_format))
+        except NonFiniteLoss as err:
+            student = students[err.member]
+            raise TrainingDivergedError(
+                f"{_who(student, ctx)}The loss became {err.value} at epoch {epoch + 1}, step {index + 1}; training "
+                f"stopped. Last good checkpoint: {student.last_good(epoch)}. Try a lower --lr.") from None
+        for student in students:
+            if student.unit == "step":
+                student.scheduler.step()
+    metrics = step.take_metrics()
+    for student, (sums, _, _) in zip(students, metrics):
+        if not all(math.isfinite(v) for v in sums.values()):  # a replayed graph checks once per epoch
+            raise TrainingDivergedError(f"{_who(student, ctx)}The loss became non-finite during epoch {epoch + 1} "
+                                        f"(checked once per epoch with --cuda-graph); training stopped. Last good "
+                                        f"checkpoint: {student.last_good(epoch)}. Try a lower --lr.")
+        if student.unit == "epoch":
+            student.scheduler.step()
+        ddp.sync_buffers(student.distiller)  # every rank evaluates and saves rank 0's BN statistics
+    return metrics
+
+
+def _end_epoch(student: _Student, epoch: int, metrics: tuple[dict[str, float], int, int], lr: float,
+               train_seconds: float, ctx: _Context) -> None:
+    """The end of a student's epoch, written once: evaluate, record, save best/last, metrics.csv, log."""
+    config, (test_x, test_y) = ctx.config, (ctx.test_x, ctx.test_y)
+    sums, correct, seen = metrics
+    evaluated = time.perf_counter()
+    last_epoch = epoch + 1 == config.epochs
+    evaluate_now = last_epoch or (config.eval_every > 0 and (epoch + 1) % config.eval_every == 0)
+    # intermediate scores may use the first `eval_subset` test images; the last always uses all of them
+    scored = len(test_y) if last_epoch or not config.eval_subset else min(config.eval_subset, len(test_y))
+    test_acc = top1(predict(student.distiller, test_x[:scored], ctx.device, config.eval_batch_size),
+                    test_y[:scored]) if evaluate_now else None
+    record = {"epoch": epoch + 1, "lr": lr,
+              **{f"loss_{k}": v / seen for k, v in sums.items()},
+              "train_top1": 100.0 * correct / seen, "test_top1": test_acc,
+              "test_images": scored if evaluate_now else 0,
+              # the epoch's training time (shared by the students of a joint run) + this student's test pass
+              "seconds": train_seconds + time.perf_counter() - evaluated}
+    student.history.append(record)
+    # only whole-test-set scores compete for best (an `eval_subset` score is another test set)
+    improved = test_acc is not None and scored == len(test_y) and (student.best_epoch is None
+                                                                   or test_acc > student.best_acc)
+    if improved:
+        student.best_acc, student.best_epoch = test_acc, epoch + 1
+    if student.out is not None and ctx.main_process:
+        _save(student, epoch, improved, config)
+        if student.board is not None:
+            student.board.log(record)
+    losses_text = " ".join(f"{k[5:]} {v:.4f}" for k, v in record.items() if k.startswith("loss_"))
+    ctx.say(f"[{student.name}] epoch {epoch + 1}/{config.epochs}  {losses_text}  train {record['train_top1']:.2f}%  "
+            + (f"test {test_acc:.2f}% ({scored} images)  " if test_acc is not None else "")
+            + f"{record['seconds']:.1f}s")
+
+
+def _save(student: _Student, epoch: int, improved: bool, config: TrainConfig) -> None:
+    """OUT/best.pt (when improved) then OUT/last.pt, then OUT/metrics.csv from the history."""
+    state = _checkpoint(student.distiller, student.optimizer, student.scheduler, epoch + 1, student.best_acc,
+                        student.best_epoch, student.history, config, student.meta)
+    try:
+        if improved:  # best.pt first: a crash in between leaves it ahead of last.pt, never behind
+            atomic_save(state, student.out / "best.pt")
+        atomic_save(state, student.last_path)
+        write_metrics_csv(student.history, student.out / "metrics.csv")  # after last.pt: a resume rewrites it
+    except SimKDLiteError as err:  # e.g. a full disk: the previous files are intact
+        kept = (f"{student.last_path} (after epoch {epoch}) is intact" if student.last_path.exists()
+                else "none was written yet")
+        raise SimKDLiteError(f"{err}; the last good checkpoint {kept}: fix that, then rerun with --resume") from err
+
+
+def _finish(students: list[_Student], step: SharedStep, ctx: _Context) -> None:
+    """After the last epoch: close the logs, give stacked students their own storage back, check DDP."""
+    for student in students:
+        if student.board is not None:
+            student.board.close()
+    if ctx.joint:
+        ctx.say(f"together: {len(students)} students, {step.replays} graph replays, {step.eager_steps} eager steps, "
+                f"{step.captures} captures")
+    step.unstack()  # with stack=True: the students own their weights again
+    if ddp.is_distributed():
+        [student] = students
+        _record_replica_agreement(student.distiller, student.last_path if ctx.main_process else None, ctx.say)
 
 
 def _record_replica_agreement(distiller: Distiller, last_path: Path | None, say) -> None:
@@ -481,31 +545,14 @@ def _record_replica_agreement(distiller: Distiller, last_path: Path | None, say)
     ddp.barrier()
 
 
-def _uint8_tensors(dataset: Dataset) -> tuple[Tensor, Tensor] | None:
-    """The raw uint8 images and labels behind a torchvision dataset (or Subset), if it has them."""
-    try:
-        return to_uint8_tensors(dataset)
-    except TypeError:  # e.g. digits, which stores float images
-        return None
+def _who(student: _Student, ctx: _Context) -> str:
+    """'[name] ' in a joint run's messages (which student), nothing for a single one."""
+    return f"[{student.name}] " if ctx.joint else ""
 
 
-def _normalized_uint8(dataset: Dataset) -> tuple[Tensor, Tensor] | None:
-    """`materialize`'s fast path: (uint8 / 255 - mean) / std when that is all the transform does."""
-    base = dataset
-    while isinstance(base, Subset):
-        base = base.dataset
-    steps = getattr(getattr(base, "transform", None), "transforms", None)
-    if (getattr(base, "target_transform", None) is not None or steps is None or len(steps) != 2
-            or type(steps[0]) is not transforms.ToTensor or type(steps[1]) is not transforms.Normalize):
-        return None
-    raw = _uint8_tensors(dataset)
-    if raw is None:
-        return None
-    images, labels = raw
-    normalize = steps[1]
-    mean = torch.as_tensor(normalize.mean, dtype=torch.float32).view(-1, 1, 1)
-    std = torch.as_tensor(normalize.std, dtype=torch.float32).view(-1, 1, 1)
-    return images.float().div(255).sub(mean).div(std), labels
+def _say(log: Callable[[str], None] | None) -> Callable[[str], None]:
+    """`log`, printed with tqdm.write when it is print (bars stay intact), or nothing."""
+    return (lambda msg: tqdm.write(msg)) if log is print else (log or (lambda msg: None))
 
 
 def _quiet(progress: bool | None) -> bool | None:

@@ -1,7 +1,7 @@
-"""Issue 12 on one GPU, in one call: correctness first, then the timings, all fp32 without torch.compile.
+"""Paper-recipe epoch times on one GPU, in one call: correctness first, then the timings, fp32 without compile.
 
-    PYTHONPATH=$PWD python benchmarks/gpu_issue12.py --out $OUT            # on the GPU machine
-    PYTHONPATH=$PWD python benchmarks/gpu_issue12.py --device cpu --tiny    # a smoke test of this script
+    PYTHONPATH=$PWD python benchmarks/gpu_epoch_times.py --out $OUT            # on the GPU machine
+    PYTHONPATH=$PWD python benchmarks/gpu_epoch_times.py --device cpu --tiny    # a smoke test of this script
 
 1. the CUDA tests of the graphed step and of the joint run (pytest, tests/test_graphed.py, test_together.py);
 2. `simkd-lite bench` (official-style loop, fast eager path, CUDA-graph SimKD step, four students together);
@@ -12,7 +12,7 @@
    b. ours, eager fast path (fold BN, channels_last, on-device augmentation);
    c. ours, CUDA graph;
    d. vanilla + KD + FitNet + SimKD together (CUDA graph), against c.
-Writes OUT/issue12_gpu.json (and the bench JSON) and prints a table last.
+Writes OUT/gpu_epoch_times.json (and the bench JSON) and prints a table last.
 """
 from __future__ import annotations
 
@@ -34,9 +34,8 @@ from simkd_lite import cli  # noqa: E402
 from simkd_lite.data import load_dataset, write_cifar_fixture  # noqa: E402
 from simkd_lite.distillers import SimKD  # noqa: E402
 from simkd_lite.experiments.bench import machine_info  # noqa: E402
-from simkd_lite.experiments.jobs import distill_student  # noqa: E402
+from simkd_lite.experiments.jobs import StudentsJob, fit_students  # noqa: E402
 from simkd_lite.experiments.profiles import PAPER_METHOD_OPTIONS, get_profile  # noqa: E402
-from simkd_lite.experiments.jobs import distill_together  # noqa: E402
 from simkd_lite.models import create_model  # noqa: E402
 
 METHODS = ("vanilla", "kd", "fitnet", "simkd")
@@ -101,7 +100,7 @@ def official_loop(bundle_aug, bundle_test, teacher_net, student_model, config, d
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="cuda")
-    p.add_argument("--out", default="/tmp/issue12")
+    p.add_argument("--out", default="/tmp/gpu_epoch_times")
     p.add_argument("--tiny", action="store_true", help="small fixture, 1 epoch, few steps (smoke test)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--workers", type=int, default=8)
@@ -144,7 +143,7 @@ def main(argv=None) -> int:
 
     # ---- 3. two-epoch runs on a full-size fake CIFAR-100
     n_train, n_test = (300, 100) if args.tiny else (50_000, 10_000)
-    root = Path("/tmp/issue12_cifar")
+    root = Path("/tmp/gpu_epoch_times_cifar")
     started = time.perf_counter()
     write_cifar_fixture(root, "cifar100", n_train=n_train, n_test=n_test)
     report["fixture_seconds"] = round(time.perf_counter() - started, 1)
@@ -169,27 +168,27 @@ def main(argv=None) -> int:
         print(f"{name}: {json.dumps(runs[name])[:600]}", flush=True)
 
     def one(config, label):
-        r = distill_student("simkd", student, teacher, bundle, config, out / "runs" / label,
-                            options=PAPER_METHOD_OPTIONS["simkd"], log=print, progress=False)
-        return {"epoch_seconds": [round(h["seconds"], 2) for h in r["history"]],
-                "loss": [h["loss_simkd"] for h in r["history"]], "test_top1": [h["test_top1"] for h in r["history"]]}
+        job = StudentsJob(("simkd",), student, teacher, {"simkd": PAPER_METHOD_OPTIONS["simkd"]})
+        [r] = fit_students(job, bundle, config, {"simkd": out / "runs" / label}, log=print, progress=False)
+        return {"epoch_seconds": [round(h["seconds"], 2) for h in r.history],
+                "loss": [h["loss_simkd"] for h in r.history], "test_top1": [h["test_top1"] for h in r.history]}
 
     timed("ours_eager", lambda: one(replace(base, cuda_graph=False), "eager"))
     timed("ours_graph", lambda: one(replace(base, cuda_graph=True), "graph"))
 
     def row():
-        rs = distill_together(METHODS, student, teacher, bundle, replace(base, cuda_graph=True), out / "runs" / "row",
-                              options={m: PAPER_METHOD_OPTIONS.get(m, {}) for m in METHODS}, log=print,
-                              progress=False)
-        return {r["method"]: {"epoch_seconds": [round(h["seconds"], 2) for h in r["history"]],
-                              "test_top1": [h["test_top1"] for h in r["history"]]} for r in rs}
+        job = StudentsJob(tuple(METHODS), student, teacher, {m: PAPER_METHOD_OPTIONS.get(m, {}) for m in METHODS})
+        rs = fit_students(job, bundle, replace(base, cuda_graph=True), {m: out / "runs" / "row" / m for m in METHODS},
+                          log=print, progress=False)
+        return {r.method: {"epoch_seconds": [round(h["seconds"], 2) for h in r.history],
+                           "test_top1": [h["test_top1"] for h in r.history]} for r in rs}
 
     timed("together_graph", row)
-    (out / "issue12_gpu.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out / "gpu_epoch_times.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
 
     # ---- the table
     b, g = report["bench"], report["bench"]["graphed"]
-    print("\n=== issue 12 on", report["machine"]["device_name"], "| torch", report["machine"]["torch"])
+    print("\n=== paper-recipe epoch times on", report["machine"]["device_name"], "| torch", report["machine"]["torch"])
     if "tests" in report:
         print("CUDA tests rc", report["tests"]["returncode"])
     print(f"bench img/s: official-style {b['baseline_train_images_per_s']}, fast eager {b['train_images_per_s']}, "

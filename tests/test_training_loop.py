@@ -1,4 +1,4 @@
-"""The training engine: a tiny run, checkpoints that survive SIGKILL, bitwise resume, the NaN guard."""
+"""The training loop (`training.loop.fit`): a tiny run, checkpoints that survive SIGKILL, bitwise resume, the NaN guard."""
 import os
 import signal
 import subprocess
@@ -26,7 +26,7 @@ def digits():
     return load_dataset("digits")
 
 
-def test_engine_trains_on_digits_and_writes_official_layout_checkpoints(tmp_path, digits):
+def test_fit_trains_on_digits_and_writes_official_layout_checkpoints(tmp_path, digits):
     torch.manual_seed(0)
     distiller = create_distiller("vanilla", create_model("resnet8_w8", 10, 1))
     history = fit(distiller, digits.train, digits.test, TINY, tmp_path, meta={"model_name": "resnet8_w8"}, log=None)

@@ -439,7 +439,7 @@ def _reproduce_flags(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_reproduce(args) -> None:
-    from simkd_lite.experiments.reproduce import Plan, reproduce
+    from simkd_lite.experiments.reproduction import Plan, reproduce
 
     train = {k: getattr(args, k) for k in (*SPEEDUPS, "batch_size", "lr") if getattr(args, k, None) is not None}
     plan = Plan(dataset=args.dataset, teacher=args.teacher, teacher_model=args.teacher_model,

@@ -601,7 +601,8 @@ def test_paper_profile_without_a_teacher_refuses_instead_of_training_one_for_hou
 
 
 def test_train_teacher_says_how_long_it_takes(tmp_path, monkeypatch):
-    from simkd_lite.experiments import Experiment, get_teacher, jobs
+    from simkd_lite.experiments import Experiment, get_teacher
+    from simkd_lite.experiments import runs as runs_module
 
     class Stop(Exception):
         pass
@@ -609,7 +610,7 @@ def test_train_teacher_says_how_long_it_takes(tmp_path, monkeypatch):
     def fake_train_teacher(dataset, model, config, out, **kwargs):
         raise Stop
 
-    monkeypatch.setattr(jobs, "train_teacher", fake_train_teacher)
+    monkeypatch.setattr(runs_module, "fit_teacher", fake_train_teacher)
     said = []
     with pytest.raises(Stop):
         get_teacher(Experiment.resolve("cifar100", "paper", runs=tmp_path), "train", log=said.append)

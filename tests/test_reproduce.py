@@ -133,7 +133,7 @@ def test_the_paper_numbers_are_typed_in_once_and_looked_up_by_pair_method_and_op
 
 
 def test_a_pair_the_paper_did_not_run_says_so_and_short_runs_show_no_gap():
-    from simkd_lite.experiments.reproduce import summary_table, table_markdown
+    from simkd_lite.experiments.reproduction import summary_table, table_markdown
 
     rows = [{"method": "kd", "seed": s, "best_top1": 70.0 + s, "best_epoch": 3, "last_top1": 69.0 + s, "epochs": 240,
              "seconds": 10.0, "run": "r"} for s in (0, 1)]

@@ -8,7 +8,7 @@
     loading.py       what a checkpoint is, and loading it for the role asked (teacher / model to score)
     pretrained.py    the teachers shipped in the package, with their provenance
     demo.py          `simkd-lite demo`: teacher vs vanilla, KD, FitNet, SimKD, with figures
-    reproduce.py     `simkd-lite reproduce`: every method x seed, resumable, the table beside the paper's
+    reproduction.py  `simkd-lite reproduce`: every method x seed, resumable, the table beside the paper's
     paper_table.py   the paper's published numbers (typed in once)
     bench.py, bench_graphed.py   `simkd-lite bench`: images/s against the official-style loop
     commands.py      what the CLI needs besides the API: data sets, devices, DDP start, wording
@@ -20,7 +20,7 @@ import importlib
 _API = {"RunResult": "results", "StudentRun": "results", "Experiment": "runs", "PreparedData": "runs",
         "compare": "runs", "evaluate": "runs", "evaluate_checkpoint": "jobs", "get_teacher": "runs",
         "prepare_data": "runs", "test_logits": "runs", "train_student": "runs", "train_teacher": "runs",
-        "reproduce": "reproduce", "Plan": "reproduce", "Reproduction": "reproduce"}
+        "reproduce": "reproduction", "Plan": "reproduction", "Reproduction": "reproduction"}
 __all__ = sorted(_API)
 
 

@@ -172,12 +172,14 @@ def headline_markdown() -> str:
 
 
 def _linked_files(markdown: Path) -> list[Path]:
-    """Local files a results page links to (e.g. results.json), to be copied next to it."""
+    """Local files a results page links to (e.g. results/run_benchmarks.json), relative to its folder: they
+    are copied beside it, keeping that relative path, so the links work on the site."""
     found = []
     for target in re.findall(r"\]\(([^)#\s]+)\)", markdown.read_text()):
         path = (markdown.parent / target).resolve()
-        if "://" not in target and path.is_file() and path.parent == markdown.parent and path.suffix != ".md":
-            found.append(path)
+        if ("://" not in target and path.is_file() and path.is_relative_to(markdown.parent.resolve())
+                and path.suffix != ".md"):
+            found.append(path.relative_to(markdown.parent.resolve()))
     return found
 
 
@@ -200,7 +202,8 @@ def assemble() -> None:
     for page in sorted((ROOT / "benchmarks").glob("*.md")):
         shutil.copyfile(page, SITE_SOURCE / "results" / page.name)
         for linked in _linked_files(page):
-            shutil.copyfile(linked, SITE_SOURCE / "results" / linked.name)
+            (SITE_SOURCE / "results" / linked).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(page.parent / linked, SITE_SOURCE / "results" / linked)
     (SITE_SOURCE / "headline.md").write_text(headline_markdown())
 
 

@@ -417,7 +417,8 @@ def _prepare(student: _Student, ctx: _Context, steps_per_epoch: int, *, resume: 
         student.start_epoch, student.best_acc = checkpoint["epoch"], checkpoint["best_acc"]
         student.history = checkpoint["history"]
         student.best_epoch = checkpoint.get("best_epoch", summarize(student.history)["best_epoch"])  # older files
-        ctx.say(f"{_who(student, ctx)}resuming from {student.last_path} after epoch {student.start_epoch}")
+        if student.start_epoch < config.epochs:  # (a finished run is reused: run_folder said so)
+            ctx.say(f"{_who(student, ctx)}resuming from {student.last_path} after epoch {student.start_epoch}")
     if config.tensorboard and student.out is not None and ctx.main_process:
         student.board = TensorBoardLog(student.out / "tensorboard", student.start_epoch)
 

@@ -1,6 +1,6 @@
 """Check everything, then touch anything: what a run must pass before its folder is claimed.
 
-    check_before_claim(config, train_images, out)   # in `fit` (and `fit_together`), one line before the claim
+    check_before_claim(config, train_images, out)   # in `fit`, one line before the claim
 
 Every check here needs only the call's arguments, the training set's size and the output path, so a
 call that would fail later (a device that is not there, a schedule too short for its warm-up, a

@@ -5,7 +5,7 @@
         outputs = [d.forward_train(x, y, teacher_out) for d in distillers]   # each reads its own slice
     sum(losses).backward(); stack.share_grads(); each optimizer.step()
 
-Why: in the comparison row (vanilla, KD, FitNet and SimKD students, `training.together`), the four
+Why: in the comparison row (vanilla, KD, FitNet and SimKD students trained together by `training.loop.fit`), the four
 students have the same encoder, so their convolutions can run as one grouped convolution instead of
 four small ones; at the official batch size 64 a GPU step is dominated by kernel launches, not by
 arithmetic (see benchmarks/README.md). `torch.func.vmap` over `functional_call` does the batching.

@@ -21,7 +21,8 @@ from simkd_lite.data import load_dataset
 from simkd_lite.distillers import FrozenTeacher, create_distiller
 from simkd_lite.experiments.jobs import load_teacher
 from simkd_lite.experiments.profiles import get_profile
-from simkd_lite.training.loop import cache_teacher_outputs, fit, materialize
+from simkd_lite.training.batches import cache_teacher_outputs
+from simkd_lite.training.loop import fit, materialize
 from simkd_lite.models import create_model
 
 

@@ -16,7 +16,8 @@ from simkd_lite.training import teacher_prep as fast
 from simkd_lite.training.device_data import DeviceTensorBatches, GpuAugment, crop_flip, to_uint8_tensors
 from simkd_lite.training.step import autocast_context, distill_step
 from simkd_lite.training.teacher_prep import fold_batchnorm, maybe_compile, prepare_teacher
-from simkd_lite.training.loop import TensorBatches, TrainConfig, make_optimizer
+from simkd_lite.training.batches import TensorBatches
+from simkd_lite.training.loop import TrainConfig, make_optimizer
 from simkd_lite.models import create_model, list_models
 
 MEAN, STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)

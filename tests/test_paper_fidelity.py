@@ -22,7 +22,8 @@ from simkd_lite.experiments.jobs import evaluate_checkpoint, load_teacher
 from simkd_lite.training.metrics import BEST_ON_TEST_NOTE, TensorBoardLog, summarize, write_metrics_csv
 from simkd_lite.experiments.profiles import (LOW_LR_MODELS, PAPER_METHOD_OPTIONS, REPDISTILLER_METHOD_OPTIONS,
                                         get_profile)
-from simkd_lite.training.loop import TrainConfig, cache_teacher_outputs, fit, materialize
+from simkd_lite.training.batches import cache_teacher_outputs
+from simkd_lite.training.loop import TrainConfig, fit, materialize
 from simkd_lite.models import OFFICIAL_CIFAR_MODELS
 
 pytestmark = pytest.mark.usefixtures("one_thread")

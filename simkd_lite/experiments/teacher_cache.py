@@ -31,7 +31,7 @@ from simkd_lite.checkpoints import atomic_save, read_checkpoint
 from simkd_lite.distillers import FrozenTeacher, TeacherOutputs
 from simkd_lite.errors import SimKDLiteError
 from simkd_lite.experiments.pretrained import sha256
-from simkd_lite.training.loop import cache_teacher_outputs
+from simkd_lite.training.batches import cache_teacher_outputs
 from simkd_lite.training.teacher_prep import prepare_teacher
 
 

@@ -46,8 +46,7 @@ from tqdm.auto import tqdm
 from simkd_lite.checkpoints import atomic_save, read_checkpoint
 from simkd_lite.distillers import Distiller, FrozenTeacher, TeacherOutputs
 from simkd_lite.training import distributed as ddp
-from simkd_lite.training.batches import (LoaderBatches, TensorBatches, cache_teacher_outputs,  # noqa: F401 (re-exported)
-                                         make_batches, materialize)
+from simkd_lite.training.batches import make_batches, materialize
 from simkd_lite.training.device_data import GpuAugment
 from simkd_lite.training.graphed import SharedStep, graph_unsupported, to_device
 from simkd_lite.training.metrics import TensorBoardLog, summarize, write_metrics_csv

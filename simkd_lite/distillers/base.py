@@ -9,6 +9,7 @@ Adding a method = one small file with a subclass decorated by `@register_distill
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable, ClassVar
 
@@ -68,6 +69,17 @@ class Distiller(nn.Module):
     # Index into the teacher's official feature list that this method reads besides the last map
     # (FitNet's hint layer); the engine then caches that map too. None: features + logits suffice.
     teacher_hint_layer: int | None = None
+    # The options this method ran with in the paper's CIFAR-100 table: the SimKD repository's protocol
+    # (its README fixes `--cls 1 --div 1` for every baseline). A run with other values is not the paper's row.
+    paper_options: ClassVar[dict] = {}
+
+    @classmethod
+    def paper_label(cls, options: Mapping) -> str | None:
+        """This method's row in the paper's table when run with `options` ("kd"), or None: the paper ran it
+        otherwise (`experiments.paper_table` reads the number; a new method only sets `paper_options`)."""
+        if any(options.get(name) != value for name, value in cls.paper_options.items()):
+            return None
+        return cls.method
 
     @classmethod
     def data_options(cls, image_size: int) -> dict:

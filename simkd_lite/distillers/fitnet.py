@@ -78,6 +78,8 @@ def _spatial(shapes: list[tuple[int, ...]], index: int, who: str) -> tuple[int, 
 class FitNet(Distiller):
     """CE + KD + hint (SimKD repository protocol by default: weights 1, 1, 100; T = 4; hint layer 1)."""
 
+    paper_options = {"hint_weight": 100.0, "ce_weight": 1.0, "kd_weight": 1.0, "temperature": 4.0, "hint_layer": 1}
+
     def __init__(self, student: nn.Module, teacher: nn.Module, hint_weight: float = 100.0,
                  ce_weight: float = 1.0, kd_weight: float = 1.0, temperature: float = 4.0,
                  hint_layer: int = 1, image_size: int = 32):

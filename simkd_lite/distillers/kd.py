@@ -17,6 +17,8 @@ class KD(Distiller):
     (`simkd_lite.experiments.profiles.REPDISTILLER_METHOD_OPTIONS`).
     """
 
+    paper_options = {"temperature": 4.0, "ce_weight": 1.0, "kd_weight": 1.0}
+
     def __init__(self, student: nn.Module, teacher: nn.Module, temperature: float = 4.0,
                  ce_weight: float = 1.0, kd_weight: float = 1.0):
         super().__init__(student, teacher)

@@ -22,6 +22,13 @@ from simkd_lite.distillers.student import SimKDStudent
 class SimKDDistiller(Distiller):
     """Trains student encoder + projector with the L2 loss; predicts with the teacher's head."""
 
+    paper_options = {"factor": 2}  # the default; the paper's table also has rows for factors 4 and 8
+
+    @classmethod
+    def paper_label(cls, options) -> str | None:
+        """The paper's SimKD rows are one per projector factor: "simkd f=2" (f=4, f=8)."""
+        return f"simkd f={options.get('factor', 2)}"
+
     def __init__(self, student: nn.Module, teacher: nn.Module, factor: int = 2):
         super().__init__(student, teacher)
         # The student's own classifier is never used (prediction goes through the teacher's head):

@@ -6,8 +6,9 @@
 Source: SimKD (Chen et al., CVPR 2022), the CIFAR-100 table for the teacher ResNet-32x4 (79.42% top-1).
 The numbers are test top-1 in percent as the official scripts report them: the **best** of the test
 evaluations after each of the 240 epochs (`training.metrics.BEST_ON_TEST_NOTE`). Each baseline's number holds
-for the SimKD repository's protocol (`profiles.PAPER_METHOD_OPTIONS`: `--cls 1 --div 1`); SimKD's depends on
-the projector factor (2 is the default). With other method options a run is "not in the paper".
+for the SimKD repository's protocol (`--cls 1 --div 1`); SimKD's depends on the projector factor (2 is the
+default). Which row a run is, is the method's own answer (`Distiller.paper_label(options)`, from its
+`paper_options`); with other method options a run is "not in the paper".
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
-from simkd_lite.experiments.profiles import PAPER_METHOD_OPTIONS
+from simkd_lite.distillers import get_distiller_class
 
 # How the paper's numbers were selected: the official scripts keep the best of 240 test evaluations.
 PAPER_REPORTS = "best_top1"
@@ -58,25 +59,10 @@ def paper_column(dataset: str, teacher: str, student: str) -> PaperColumn | None
     return None
 
 
-def paper_key(method: str, options: Mapping) -> str | None:
-    """The paper's row label for `method` run with `options`, or None when the paper ran it otherwise.
-
-    Baselines count only under the SimKD repository's protocol; SimKD's row is chosen by its factor.
-    """
-    if method == "simkd":
-        return f"simkd f={options.get('factor', 2)}"
-    if method == "vanilla":
-        return "vanilla"
-    official = PAPER_METHOD_OPTIONS.get(method)
-    if official is None or {k: options.get(k) for k in official} != official:
-        return None
-    return method
-
-
 def paper_top1(dataset: str, teacher: str | None, student: str, method: str, options: Mapping) -> float | None:
     """The paper's top-1 (%, best of 240 epochs) for this run, or None ("not in the paper")."""
     column = paper_column(dataset, teacher, student) if teacher else None
-    key = paper_key(method, options)
+    key = get_distiller_class(method).paper_label(options)
     return column.top1.get(key) if column is not None and key is not None else None
 
 

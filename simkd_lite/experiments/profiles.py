@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field, replace
 
+from simkd_lite.distillers import get_distiller_class, list_methods
 from simkd_lite.training.loop import TrainConfig
 
 # Models that the official scripts train with lr 0.01 instead of 0.05, as teachers (train_teacher.py)
@@ -28,10 +29,9 @@ LOW_LR_MODELS = ("MobileNetV2", "MobileNetV2_1_0", "ShuffleV1", "ShuffleV2", "Sh
 
 # The SimKD repository's protocol (`--cls 1 --div 1` for every baseline; scripts/run_distill.sh):
 # the one behind the paper's KD 74.42 / FitNet 74.32 / SimKD 78.08 (ResNet-32x4 -> ResNet-8x4).
-PAPER_METHOD_OPTIONS = {"kd": {"temperature": 4.0, "ce_weight": 1.0, "kd_weight": 1.0},
-                        "fitnet": {"hint_weight": 100.0, "ce_weight": 1.0, "kd_weight": 1.0, "temperature": 4.0,
-                                   "hint_layer": 1},
-                        "simkd": {"factor": 2}}
+# Each method states its own (`Distiller.paper_options`): a new method is still one file.
+PAPER_METHOD_OPTIONS = {m: dict(get_distiller_class(m).paper_options) for m in list_methods()
+                        if get_distiller_class(m).paper_options}
 
 # RepDistiller's protocol (its published ResNet-32x4 -> 8x4: KD 73.33, FitNet 73.50). Not `paper`.
 REPDISTILLER_METHOD_OPTIONS = {"kd": {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9},

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 
 from torch import nn
 
-from simkd_lite.checkpoints import load_model, model_name_from_path, read_checkpoint
+from simkd_lite.checkpoints import (is_weights_name, load_model, load_torchvision_weights, model_name_from_path,
+                                    read_checkpoint)
 from simkd_lite.data.core import DatasetInfo
 from simkd_lite.distillers.checks import check_finite_weights
 from simkd_lite.distillers.student import FILE_FORMAT, SimKDStudent
@@ -73,8 +74,14 @@ def load_teacher_network(path: str | os.PathLike, dataset: str | None, teacher_m
                          trust: bool = False) -> nn.Module:
     """A teacher network from a teacher checkpoint (ours or official); students of any kind are refused.
 
-    `dataset` None: no data set to check the file's record against (e.g. `bench`).
+    `dataset` None: no data set to check the file's record against (e.g. `bench`). `path` may also name
+    torchvision weights in the torch hub cache (`torchvision/resnet18.IMAGENET1K_V1`; never downloaded):
+    the network's `source_file` is then the cached file.
     """
+    if is_weights_name(path):
+        model, model.source_file = load_torchvision_weights(str(path))
+        check_finite_weights(model, f"the teacher {path}")
+        return model
     checkpoint = read_checkpoint(path, trust=trust)
     refuse_if_student(checkpoint, path)
     check_dataset(identify(checkpoint)["dataset"], dataset, path, "teacher")

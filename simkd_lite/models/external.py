@@ -24,7 +24,7 @@ How the adapter (`ExternalModel`) works:
 - the feature map is read with `torchvision.models.feature_extraction.create_feature_extractor` (timm's
   version for timm models); the traced code addresses submodules by name, so BatchNorm folding and
   `replace_classifier` act on it. Networks fx cannot trace fall back to forward hooks on a named module;
-- default feature map: the last 4-D map with more than 1x1 pixels (at a 128x128 probe) that is not a
+- default feature map: the last 4-D map with more than 1x1 pixels (at a 64x64 probe) that is not a
   pooling layer; default classifier: the last nn.Linear called (timm: `get_classifier()`);
 - `classifier_on_features` is computed, not assumed: in eval mode, on a random input, global average
   pool -> classifier must reproduce the network's own logits. Otherwise (mobilenet_v3, vgg: a conv or an
@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from .registry import ZooModel, register_namespace
 
 SOURCES = ("torchvision", "timm", "custom")
-PROBE_SIZES = (128, 64, 32, 28, 8)  # square probe inputs tried in turn (a network may need a minimum size)
+PROBE_SIZES = (64, 32, 28, 8)  # square probe inputs tried in turn (a network may need a minimum size)
 _POOL_NAME = re.compile(r"(^|[._])(avgpool|maxpool|global_pool|pool|adaptive_avg_pool2d|adaptive_max_pool2d|mean|"
                         r"flatten)(_\d+)?$")
 _POOL_MODULES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d, nn.Flatten)
@@ -243,8 +243,10 @@ class ExternalModel(ZooModel):
         self.classifier_name = self._choose_classifier(classifier, linears)
         self.feature_layer = feature_layer or _module_of(self._find_features(names, shapes), names)
         if _position(self.feature_layer, names) < 0:
-            raise ValueError(f"{self.model_name} has no layer {self.feature_layer!r}." + _close(self.feature_layer,
-                             names, "layer names") + " All: torchvision.models.feature_extraction.get_graph_node_names.")
+            modules = [n for n, _ in self.net.named_modules() if n]
+            raise ValueError(f"{self.model_name} has no layer {self.feature_layer!r}." + _close(
+                self.feature_layer, dict.fromkeys([*modules, *names]), "layer names")
+                + " All: torchvision.models.feature_extraction.get_graph_node_names(model)[1].")
         end = _position(self.feature_layer, names)
         self.stage_layers = tuple(s for s in stage_layers if -1 < _position(s, names) < end)
         nodes = {f"s{i}": n for i, n in enumerate((*self.stage_layers, self.feature_layer))}

@@ -22,7 +22,7 @@ from simkd_lite.checkpoints import save_teacher
 from simkd_lite.data import load_dataset
 from simkd_lite.experiments.pretrained import sha256
 from simkd_lite.models import adapt_input_channels, safe_name
-from simkd_lite.training.head_fit import HeadFitConfig, fit_linear_head, pooled_features
+from simkd_lite.training.head_fit import HeadFitConfig, linear_probe, pooled_features
 from simkd_lite.training.loop import materialize, predict, top1
 from simkd_lite.training.runtime import select_device
 
@@ -59,7 +59,7 @@ def fit_teacher_head(teacher: nn.Module, exp, config: HeadFitConfig | None = Non
     x, y = materialize(bundle.train)
     say(f"fit-teacher-head: {teacher.model_name} ({teacher.num_classes} classes) -> a new {info.num_classes}-class "
         f"head on {len(x)} {info.name} training images' frozen features")
-    head = fit_linear_head(pooled_features(teacher, x, device), y, info.num_classes, config, log=say)
+    head = linear_probe(pooled_features(teacher, x, device), y, info.num_classes, config, log=say)
     replace_classifier(teacher, head)
     test_x, test_y = materialize(bundle.test)
     accuracy = top1(predict(teacher.to(device), test_x, device), test_y)

@@ -3,9 +3,11 @@
 Used for a teacher trained on other classes (an ImageNet torchvision model: 1000 classes) before it can
 teach on a data set: its features stay frozen, so they are computed ONCE for every training image, and
 only a new nn.Linear is trained on them with cross-entropy (seeded; a few seconds on a CPU).
+This is a linear probe on fixed tensors, not a training run: no distiller, no run folder, no resume,
+so it does not go through `training.loop.fit` (the one loop of distillers and run folders).
 
     feats = pooled_features(teacher, train_x, device)          # (N, C): what the classifier reads
-    head = fit_linear_head(feats, train_y, num_classes)        # nn.Linear(C, num_classes)
+    head = linear_probe(feats, train_y, num_classes)        # nn.Linear(C, num_classes)
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ def pooled_features(model: nn.Module, images: Tensor, device: torch.device, batc
     return torch.cat(chunks)
 
 
-def fit_linear_head(features: Tensor, labels: Tensor, num_classes: int, config: HeadFitConfig = HeadFitConfig(),
+def linear_probe(features: Tensor, labels: Tensor, num_classes: int, config: HeadFitConfig = HeadFitConfig(),
                     log=None) -> nn.Linear:
     """nn.Linear(C, num_classes) trained with cross-entropy on fixed (N, C) features; labels (N,).
 

@@ -175,6 +175,8 @@ def test_cached_torchvision_weights_and_the_missing_cache_message(tmp_path, monk
         assert torch.allclose(teacher(x), fake(x), atol=1e-5)
     assert teacher.num_classes == 1000 and teacher.model_name == "torchvision/resnet18"
     assert teacher.source_file == expected
+    with pytest.raises(ValueError, match="names an architecture, not weights.*torchvision/resnet18.DEFAULT"):
+        load_teacher_network("torchvision/resnet18:stem=cifar", None)
     with pytest.raises(ValueError, match="has no weights 'IMAGENET9'.*IMAGENET1K_V1"):
         load_teacher_network("torchvision/resnet18.IMAGENET9", None)
 

@@ -268,3 +268,24 @@ def test_cli_train_teacher_and_distill_a_torchvision_student(tmp_path, capsys):
                  "--quiet", "--threads", "1"])
     assert code == 0, capsys.readouterr().err
     assert main(["eval", str(tmp_path / "kd" / "best.pt"), "--dataset", "digits"]) == 0
+
+
+class Untraceable(TinyNet):
+    """Python control flow on a tensor's value: fx cannot trace it, so the adapter uses forward hooks."""
+
+    def forward(self, x):
+        if x.abs().sum() >= 0:  # always true, but fx sees a Proxy in a bool context
+            return super().forward(x)
+        return None
+
+
+def test_untraceable_module_uses_forward_hooks():
+    net = Untraceable().eval()
+    model = wrap_model(net, name="untraceable")
+    assert model._stages is None and model.feature_layer == "body" and model.classifier_on_features
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        assert model.forward_features(x).shape == (2, 16, 4, 4)
+        assert torch.allclose(model(x), net(x))
+    with pytest.raises(ValueError, match="no module 'bdy'.*body"):
+        wrap_model(Untraceable(), feature_layer="bdy")

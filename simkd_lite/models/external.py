@@ -213,7 +213,9 @@ class ExternalModel(ZooModel):
         try:
             self._trace(x, feature_layer, classifier, source, stage_layers)
         except _Untraceable:
+            self.net.eval()  # a failed trace may leave the network in train mode (it traces both)
             self._hook_mode(x, feature_layer, classifier, stage_layers)
+        self.net.eval()
         head = self.get_classifier()
         self.num_classes = head.out_features
         with torch.no_grad():

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from simkd_lite.errors import SimKDLiteError, writing
 from simkd_lite.tempfiles import write_atomically
-from simkd_lite.models import create_model, list_models
+from simkd_lite.models import create_model, list_models, wrap_model
 
 StateDict = Mapping[str, Tensor]
 
@@ -98,6 +98,8 @@ TRUST_HINT = "--trust-checkpoint"  # the CLI flag; in Python: trust=True
 def read_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> dict:
     """Load a checkpoint file onto the CPU safely, with clear errors for missing, broken or unsafe files.
 
+    A whole pickled network (`torch.save(model)`) needs `trust=True` and comes back as {'module': model}.
+
     Safe by default: `weights_only=True` plus `SAFE_GLOBALS` (see the module docstring). With
     `trust=True` a file that needs more is unpickled fully (`weights_only=False`, which can run code
     from the file), with a warning; never silently.
@@ -128,6 +130,8 @@ def read_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> dict:
         cause = cause.split(". ")[0]  # torch's first sentence says it; the rest is generic advice
         raise SimKDLiteError(f"{path} is not a readable PyTorch checkpoint (truncated, or not written by "
                              f"torch.save): {cause}") from err
+    if isinstance(checkpoint, nn.Module):  # torch.save(model): only reachable with trust=True (it needs pickle)
+        return {"module": checkpoint}
     if not isinstance(checkpoint, Mapping):
         raise SimKDLiteError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint: expected a dict "
                              "such as {'model': state_dict, ...} or a bare state_dict.")
@@ -155,7 +159,9 @@ def _first_line(err: Exception) -> str:
 
 
 def extract_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
-    """The model weights inside an official / our / bare checkpoint, without DDP's `module.`."""
+    """The model weights inside an official / our / bare checkpoint (or a whole pickled network), without DDP's `module.`."""
+    if isinstance(checkpoint.get("module"), nn.Module):
+        return dict(checkpoint["module"].state_dict())
     for key in ("model", "state_dict"):
         if key in checkpoint and isinstance(checkpoint[key], Mapping):
             checkpoint = checkpoint[key]
@@ -249,8 +255,10 @@ def load_model(path_or_checkpoint: str | os.PathLike | Mapping[str, Any], model_
                *, trust: bool = False, name_flag: str = "--model") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a zoo model from a checkpoint (ours, official, or a bare state_dict).
 
-    The architecture comes from `model_name`, else the checkpoint's `model_name`, else the
-    official folder naming; num_classes and in_channels are read off the weights. `name_flag` is the
+    The architecture comes from `model_name` (a zoo name or e.g. ``torchvision/resnet18``: a torchvision
+    state_dict loads as is), else the checkpoint's `model_name`, else the official folder naming;
+    num_classes and in_channels are read off the weights. A whole pickled network (read with
+    `trust=True`) is wrapped (`models.wrap_model`) unless `model_name` names its architecture. `name_flag` is the
     CLI flag the error suggests when none of these names it (eval: --model; a teacher: --teacher-model).
     Returns (model in eval mode, the checkpoint's other entries).
     """
@@ -258,6 +266,9 @@ def load_model(path_or_checkpoint: str | os.PathLike | Mapping[str, Any], model_
     checkpoint = read_checkpoint(path_or_checkpoint, trust=trust) if is_path else dict(path_or_checkpoint)
     state_dict = extract_state_dict(checkpoint)
     name = model_name or checkpoint.get("model_name") or (model_name_from_path(path_or_checkpoint) if is_path else None)
+    if name is None and isinstance(checkpoint.get("module"), nn.Module):  # a whole network, unpickled: wrap it
+        model = wrap_model(checkpoint["module"])
+        return model.eval(), {"model_name": model.model_name}
     if name is None:
         fits = models_that_fit(state_dict)
         hint = f" Its weights fit: {', '.join(fits)}." if fits else ""
@@ -269,3 +280,30 @@ def load_model(path_or_checkpoint: str | os.PathLike | Mapping[str, Any], model_
     meta = {k: v for k, v in checkpoint.items() if k not in ("model", "state_dict", "optimizer")}
     meta["model_name"] = name
     return model.eval(), meta
+
+
+# ---------------------------------------------------------------------------------- cached torchvision weights
+def is_weights_name(source) -> bool:
+    """'torchvision/ARCH.WEIGHTS' (not an existing file): torchvision weights to read from the torch hub cache."""
+    text = str(source)
+    arch = text.partition("/")[2].partition(":")[0]
+    return text.startswith("torchvision/") and "." in arch and not Path(text).exists()
+
+
+def load_torchvision_weights(source: str) -> tuple[nn.Module, Path]:
+    """`torchvision/resnet18.IMAGENET1K_V1[:options]` -> (the model with those weights, in eval mode; the file read).
+
+    The file must already be in the torch hub cache (`torch.hub.get_dir()/checkpoints/`, where torchvision's own
+    download puts it); it is read with weights_only=True. Never downloads: a missing file is one line giving
+    the exact path to put it at and the URL to fetch it from on a machine with internet.
+    """
+    from simkd_lite.models.external import cached_weights, missing_weights_message
+
+    spec, weights, path = cached_weights(source)
+    if not Path(path).is_file():
+        raise FileNotFoundError(missing_weights_message(source, weights, path))
+    state_dict = extract_state_dict(read_checkpoint(path))
+    model = create_model(spec.model_name, num_classes=len(weights.meta.get("categories") or [])
+                         or infer_num_classes(state_dict), in_channels=infer_in_channels(state_dict))
+    load_weights(model, state_dict, f"{spec.model_name} ({path})")
+    return model.eval(), Path(path)

@@ -166,6 +166,13 @@ def _common(p: argparse.ArgumentParser, *, dataset_default: str = "fashion_mnist
     _speedups(p)
 
 
+def _fit_head_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fit-teacher-head", action="store_true",
+                   help="a teacher trained on other classes (e.g. --teacher torchvision/resnet18.DEFAULT, 1000 ImageNet "
+                        "classes): first fit a new classifier on its frozen features of the training images (saved "
+                        "under the runs folder's fitted_teachers/ and reused)")
+
+
 def _trust(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="unpickle checkpoint files fully (weights_only=False) when a safe load refuses them: "
@@ -187,10 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--overwrite", action="store_true",
                       help="replace the runs OUT holds; without it, runs made with the same settings are reused "
                            "(or continued, if interrupted) and runs with other settings are refused")
-    demo.add_argument("--teacher", help="teacher checkpoint (default: the shipped quick-profile teacher)")
+    demo.add_argument("--teacher", help="teacher checkpoint (default: the shipped quick-profile teacher), or torchvision "
+                                        "weights in the torch hub cache: torchvision/resnet18.IMAGENET1K_V1")
     demo.add_argument("--teacher-model", help="architecture of an official checkpoint that lacks the name")
     demo.add_argument("--student", help="student architecture (default: the profile's)")
     demo.add_argument("--train-teacher", action="store_true", help="train the teacher from scratch instead")
+    _fit_head_flag(demo)
     demo.add_argument("--together", action=argparse.BooleanOptionalAction, default=False,
                       help="train the four students together: one teacher forward per batch, the same batches, "
                            "each student's math unchanged (default: one after another)")
@@ -201,18 +210,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     teacher = add("train-teacher", "Train a teacher with cross-entropy; writes OUT/last.pt and OUT/best.pt.")
     _common(teacher)
-    teacher.add_argument("--model", help="architecture (default: the profile's teacher)")
+    teacher.add_argument("--model", help="architecture (default: the profile's teacher): a zoo name, torchvision/ARCH "
+                                         "or timm/ARCH")
     _run_flags(teacher, "runs/teacher")
 
     distill = add("distill", "Train a student from a teacher checkpoint with one method.")
     _common(distill)
     distill.add_argument("--method", default="simkd", help="vanilla, kd, fitnet or simkd (default: %(default)s)")
-    distill.add_argument("--teacher", help="teacher checkpoint, ours or official (default: the shipped one)")
+    distill.add_argument("--teacher", help="teacher checkpoint, ours or official (default: the shipped one); a state_dict "
+                                           "of torchvision's with --teacher-model torchvision/ARCH; or torchvision "
+                                           "weights in the torch hub cache (never downloaded): torchvision/ARCH.WEIGHTS")
     distill.add_argument("--teacher-model", help="architecture of an official checkpoint that lacks the name")
-    distill.add_argument("--student", help="student architecture (default: the profile's)")
+    distill.add_argument("--student", help="student architecture (default: the profile's): a zoo name, torchvision/ARCH "
+                                           "or timm/ARCH (e.g. torchvision/resnet18:stem=cifar; see models/external.py)")
     distill.add_argument("--factor", type=positive_int, help="SimKD projector bottleneck factor (default: the profile's, 2)")
     distill.add_argument("--train-teacher", action="store_true",
                          help="train the profile's teacher first (paper: 240 epochs, hours; reused once finished)")
+    _fit_head_flag(distill)
     _run_flags(distill, "runs/distill")
 
     evaluate = add("eval", "Test top-1 of a checkpoint (a SimKDStudent file, ours or official) on a full test set.")
@@ -272,7 +286,7 @@ def cmd_demo(args) -> None:
                        train_new_teacher=args.train_teacher, student_model=args.student, log=_log(args),
                        together=args.together, stack_students=args.stack_students,
                        progress=False if args.quiet else None, overwrite=args.overwrite,
-                       trust=args.trust_checkpoint, speedups=_speedup_overrides(args))
+                       trust=args.trust_checkpoint, speedups=_speedup_overrides(args), fit_head=args.fit_teacher_head)
     if args.quiet:  # the table is the result: print it even without the progress lines
         print(results_table(results))
     print(f"results: {Path(args.out) / 'results.json'}; figures: accuracy.png, curves.png, features.png")
@@ -323,7 +337,7 @@ def cmd_distill(args) -> None:
         raise ValueError("--teacher and --train-teacher contradict each other: choose one.")
     source = "train" if args.train_teacher else args.teacher
     teacher = get_teacher(exp, source, teacher_model=args.teacher_model, trust=args.trust_checkpoint,
-                          log=_log(args)) if needs_teacher(args.method) else None
+                          log=_log(args), fit_head=args.fit_teacher_head) if needs_teacher(args.method) else None
     data = prepare_data(exp, teacher)
     _log(args)(f"distill: {args.method} | student {exp.student_model} | teacher {getattr(teacher, 'source', None)} | "
                f"{args.dataset} | {exp.student_train}")

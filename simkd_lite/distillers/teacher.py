@@ -69,10 +69,12 @@ class FrozenTeacher:
         """
         if not getattr(self.model, "classifier_on_features", False):
             name = getattr(self.model, "model_name", type(self.model).__name__)
+            why = getattr(self.model, "head_note", None)  # external models say what they computed
             raise ValueError(
                 f"{name} cannot be a SimKD teacher: its classifier does not act on the pooled "
-                "forward_features map (there is a conv between them). Choose a ResNet, VGG or "
-                "ShuffleV1 teacher."
+                f"forward_features map ({why or 'there is a conv between them'}). It can still be a student. "
+                "Choose a teacher whose final Linear reads the pooled map: a ResNet, VGG or ShuffleV1 of the zoo, "
+                "or e.g. torchvision/resnet18."
             )
         head = copy.deepcopy(self.model.get_classifier())
         for p in head.parameters():

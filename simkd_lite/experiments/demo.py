@@ -50,6 +50,7 @@ class DemoSettings:
     student_model: str | None = None
     speedups: dict | None = None  # TrainConfig fields (fold_bn, amp, tensorboard, ...)
     trust: bool = False  # unpickle a checkpoint fully when a safe load refuses it
+    fit_head: bool = False  # a teacher of other classes: fit a new head on its frozen features first
 
 
 def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | Path = "runs/demo", *,
@@ -85,7 +86,8 @@ def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | 
             teacher = str(trained.checkpoint)  # best.pt, as the official scripts: students learn from the best epoch
             log(f"trained a new {exp.teacher_model} teacher: last {trained.top1:.2f}%, best "
                 f"{trained.best_top1:.2f}% (epoch {trained.best_epoch}), distilling from {teacher}")
-        teacher_net = get_teacher(exp, teacher, teacher_model=demo.teacher_model, trust=demo.trust, log=log)
+        teacher_net = get_teacher(exp, teacher, teacher_model=demo.teacher_model, trust=demo.trust, log=log,
+                                  fit_head=demo.fit_head)
 
         t0 = time.perf_counter()
         data = prepare_data(exp, teacher_net)

@@ -102,10 +102,15 @@ def load_teacher(teacher: str | Path | None, dataset: str, teacher_model: str | 
         teacher, record = shipped
         log(f"using the shipped {record['model']} teacher for {dataset} ({record['test_top1']:.2f}% test top-1; "
             f"made by: {record['command']})")
-    return load_teacher_network(teacher, dataset, teacher_model, trust=trust), str(teacher)
+    network = load_teacher_network(teacher, dataset, teacher_model, trust=trust)
+    return network, str(getattr(network, "source_file", None) or teacher)  # weights by name: the cached file
 
 
 def check_compatible(model: nn.Module, info: DatasetInfo, role: str) -> None:
+    if role == "teacher" and model.num_classes != info.num_classes:
+        raise ValueError(f"The teacher {model.model_name} predicts {model.num_classes} classes, {info.name} has "
+                         f"{info.num_classes}: pass --fit-teacher-head (Python: get_teacher(exp, source, "
+                         "fit_head=True)) to fit a new classifier on its frozen features first.")
     if model.num_classes != info.num_classes or model.in_channels != info.in_channels:
         raise ValueError(f"The {role} ({model.model_name}: {model.num_classes} classes, {model.in_channels} input "
                          f"channels) does not fit {info.name} ({info.num_classes} classes, {info.in_channels} channels).")

@@ -16,12 +16,15 @@ another data set than it was trained on, is refused with a message that says wha
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Mapping
 
 from torch import nn
 
-from simkd_lite.checkpoints import load_model, model_name_from_path, read_checkpoint
+from simkd_lite.checkpoints import (is_weights_name, load_model, load_torchvision_weights, model_name_from_path,
+                                    read_checkpoint)
 from simkd_lite.data.core import DatasetInfo
+from simkd_lite.models import list_namespaces
 from simkd_lite.distillers.checks import check_finite_weights
 from simkd_lite.distillers.student import FILE_FORMAT, SimKDStudent
 from simkd_lite.distillers import get_distiller_class, list_methods
@@ -73,8 +76,17 @@ def load_teacher_network(path: str | os.PathLike, dataset: str | None, teacher_m
                          trust: bool = False) -> nn.Module:
     """A teacher network from a teacher checkpoint (ours or official); students of any kind are refused.
 
-    `dataset` None: no data set to check the file's record against (e.g. `bench`).
+    `dataset` None: no data set to check the file's record against (e.g. `bench`). `path` may also name
+    torchvision weights in the torch hub cache (`torchvision/resnet18.IMAGENET1K_V1`; never downloaded):
+    the network's `source_file` is then the cached file.
     """
+    if is_weights_name(path):
+        model, model.source_file = load_torchvision_weights(str(path))
+        check_finite_weights(model, f"the teacher {path}")
+        return model
+    if str(path).partition("/")[0] in list_namespaces() and not Path(path).exists():
+        raise ValueError(f"{path} names an architecture, not weights: pass a file (--teacher FILE --teacher-model "
+                         f"{path}) or torchvision weights from the torch hub cache, e.g. {str(path).split(':')[0]}.DEFAULT.")
     checkpoint = read_checkpoint(path, trust=trust)
     refuse_if_student(checkpoint, path)
     check_dataset(identify(checkpoint)["dataset"], dataset, path, "teacher")

@@ -39,6 +39,8 @@ from simkd_lite.experiments.pretrained import shipped_teacher
 from simkd_lite.experiments.profiles import get_profile
 from simkd_lite.experiments.results import RunResult, StudentRun  # noqa: F401 (StudentRun: the earlier name)
 from simkd_lite.experiments.teacher_cache import cache_path, teacher_outputs
+from simkd_lite.experiments.teacher_head import fit_teacher_head
+from simkd_lite.models import safe_name  # external names hold '/' and ':' (torchvision/resnet18:layer3)
 from simkd_lite.training.loop import TrainConfig, materialize, predict, top1
 from simkd_lite.training.runtime import select_device
 
@@ -119,11 +121,11 @@ class Experiment:
                           "subset": self.train_subset, "dataset": self.dataset, "student": self.student_model,
                           "teacher": teacher_name})
         pair = f"{teacher_name}-{self.student_model}" if teacher_name else self.student_model
-        return f"{method}_{self.dataset}_{pair}_e{self.student_train.epochs}_s{self.seed}_{digest}"
+        return safe_name(f"{method}_{self.dataset}_{pair}_e{self.student_train.epochs}_s{self.seed}_{digest}")
 
     def teacher_run_name(self, model: str, config: TrainConfig) -> str:
         """A teacher's folder name: data set, model, epochs, seed and a short hash of its recipe."""
-        return f"teacher_{self.dataset}_{model}_e{config.epochs}_s{self.seed}_{_digest(_recipe(config))}"
+        return safe_name(f"teacher_{self.dataset}_{model}_e{config.epochs}_s{self.seed}_{_digest(_recipe(config))}")
 
 
 def _recipe(config: TrainConfig) -> dict:
@@ -157,7 +159,8 @@ def train_teacher(exp: Experiment, out: str | Path | None = None, *, model: str 
 
 
 def get_teacher(exp: Experiment, source: str | Path | None = None, *, teacher_model: str | None = None,
-                trust: bool = False, log: Log = None, progress: bool | None = False) -> nn.Module:
+                trust: bool = False, log: Log = None, progress: bool | None = False,
+                fit_head: bool = False) -> nn.Module:
     """The teacher network (eval mode, on the CPU) for `exp`; `teacher.source` says where it came from.
 
     source: a checkpoint path (ours or official `{'model': ...}`; `teacher_model` names the
@@ -165,9 +168,18 @@ def get_teacher(exp: Experiment, source: str | Path | None = None, *, teacher_mo
     None = the teacher shipped for the data set, else the profile's teacher trained once and reused (not
     with the `paper` profile: its 240-epoch teacher is never trained unasked, pass "train" to do it);
     "train" = always the profile's teacher, trained once (folder named by its settings) and reused.
+    A source may also be another library's architecture with weights from the torch hub cache,
+    e.g. "torchvision/resnet18.IMAGENET1K_V1" (never downloaded), or a file of a torchvision state_dict
+    with `teacher_model="torchvision/resnet18"`.
+    fit_head: a teacher of other classes (ImageNet's 1000) first gets a new classifier fitted on its frozen
+    features of `exp`'s training images (`experiments.teacher_head`; saved under RUNS/fitted_teachers and
+    reused); without it such a teacher is refused (by `prepare_data`).
     Students are distilled from the teacher's best.pt, as the official scripts do.
     """
     say = log or (lambda message: None)
+    if fit_head:
+        return _fitted(get_teacher(exp, source, teacher_model=teacher_model, trust=trust, log=log,
+                                   progress=progress), exp, say)
     if source is None and exp.profile == "paper" and shipped_teacher(exp.dataset) is None:  # never a silent 240 epochs
         raise ValueError(paper_table.missing_teacher_message(exp.dataset, exp.teacher_model, exp.teacher_train.epochs))
     if source != "train":
@@ -180,6 +192,19 @@ def get_teacher(exp: Experiment, source: str | Path | None = None, *, teacher_mo
                 raise
     run = train_teacher(exp, log=log, progress=progress)
     model, where = load_teacher(run.checkpoint, exp.dataset, log=say)
+    model.source = where
+    return model
+
+
+def _fitted(teacher: nn.Module, exp: Experiment, say) -> nn.Module:
+    """`teacher` with a head for `exp.dataset` (fitted once, then loaded from its file like any teacher)."""
+    classes = load_dataset(exp.dataset, exp.data_root, train_subset=exp.train_subset, seed=exp.seed,
+                   augment=False).info.num_classes
+    if teacher.num_classes == classes:
+        say(f"the teacher already predicts {classes} classes: --fit-teacher-head has nothing to fit")
+        return teacher
+    path = fit_teacher_head(teacher, exp, log=say)
+    model, where = load_teacher(path, exp.dataset, log=say)
     model.source = where
     return model
 

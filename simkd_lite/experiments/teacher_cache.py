@@ -31,6 +31,7 @@ from simkd_lite.checkpoints import atomic_save, read_checkpoint
 from simkd_lite.distillers import FrozenTeacher, TeacherOutputs
 from simkd_lite.errors import SimKDLiteError
 from simkd_lite.experiments.pretrained import sha256
+from simkd_lite.models import safe_name
 from simkd_lite.training.batches import cache_teacher_outputs
 from simkd_lite.training.teacher_prep import prepare_teacher
 
@@ -41,7 +42,7 @@ def cache_path(root: Path, teacher: nn.Module, identity: dict) -> Path | None:
     if not source or not Path(source).is_file():
         return None
     key = json.dumps({"teacher_sha256": sha256(Path(source)), **identity}, sort_keys=True, default=str)
-    name = f"{getattr(teacher, 'model_name', 'teacher')}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
+    name = f"{safe_name(getattr(teacher, 'model_name', 'teacher'))}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
     return Path(root) / "teacher_outputs" / name
 
 

@@ -10,17 +10,23 @@ Every model has the same small API (after timm): ``forward_features``, ``forward
 ``classifier_on_features``. Only models whose classifier acts directly on the pooled
 ``forward_features`` (``classifier_on_features=True``: the ResNets, VGG, ShuffleV1) can be
 SimKD teachers; MobileNetV2 and ShuffleNetV2 can only be students.
+
+Models of torchvision and timm, and your own nn.Module, get the same API: ``create_model("torchvision/resnet18")``,
+``create_model("timm/resnet18")``, ``wrap_model(module)`` (see models/external.py for the name grammar).
 """
 from .registry import (
     OFFICIAL_CIFAR_MODELS,
     count_parameters,
     create_model,
     list_models,
+    list_namespaces,
     register_model,
 )
 
 # Importing the architecture files registers their models.
 from . import mobilenetv2, resnet, shufflenetv1, shufflenetv2, vgg  # noqa: E402,F401
+# torchvision/..., timm/..., custom/... names (torchvision and timm are imported only when used).
+from .external import ExternalModel, adapt_input_channels, parse_model_name, safe_name, wrap_model  # noqa: E402
 from .mobilenetv2 import MobileNetV2
 from .resnet import CifarResNet
 from .shufflenetv1 import ShuffleNetV1
@@ -32,7 +38,13 @@ __all__ = [
     "count_parameters",
     "create_model",
     "list_models",
+    "list_namespaces",
     "register_model",
+    "ExternalModel",
+    "adapt_input_channels",
+    "parse_model_name",
+    "safe_name",
+    "wrap_model",
     "CifarResNet",
     "VGG",
     "MobileNetV2",

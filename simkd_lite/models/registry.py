@@ -61,6 +61,23 @@ ModelFactory = Callable[..., nn.Module]
 
 _MODEL_REGISTRY: dict[str, ModelFactory] = {}
 
+# Models from other libraries, by prefix: "torchvision/resnet18" -> _NAMESPACES["torchvision"]("resnet18", ...).
+# A namespace builder takes (rest_of_the_name, num_classes=..., in_channels=...) and returns a ZooModel
+# whose `model_name` fully describes the architecture (see models/external.py).
+_NAMESPACES: dict[str, ModelFactory] = {}
+
+
+def register_namespace(prefix: str, builder: ModelFactory) -> None:
+    """Route every name `prefix/REST` of `create_model` to `builder(REST, num_classes=..., in_channels=...)`."""
+    if not prefix or "/" in prefix:
+        raise ValueError(f"a namespace is a name without '/', got {prefix!r}")
+    _NAMESPACES[prefix] = builder
+
+
+def list_namespaces() -> list[str]:
+    """The prefixes `create_model` understands besides the zoo's names (torchvision, timm, custom)."""
+    return sorted(_NAMESPACES)
+
 # The 17 CIFAR-100 model names of the official SimKD code (its `models.model_dict`), kept verbatim
 # (including the capitals) so that official checkpoints and scripts map onto ours one to one.
 OFFICIAL_CIFAR_MODELS: tuple[str, ...] = (
@@ -100,7 +117,13 @@ def register_model(name: str, factory: ModelFactory | None = None):
 
 
 def list_models() -> list[str]:
-    """All registered model names, sorted (Python's default order: capitals first)."""
+    """All registered zoo model names, sorted (Python's default order: capitals first).
+
+    `create_model` also builds models of other libraries by prefix (models/external.py):
+    ``torchvision/ARCH`` for any name of ``torchvision.models.list_models(module=torchvision.models)``,
+    ``timm/ARCH`` for any name of ``timm.list_models()`` (``pip install "simkd_lite[timm]"``), and
+    ``custom/NAME`` for a module wrapped with ``simkd_lite.models.wrap_model(module, name=NAME)``.
+    """
     return sorted(_MODEL_REGISTRY)
 
 
@@ -114,7 +137,9 @@ def create_model(name: str, num_classes: int = 100, in_channels: int = 3) -> nn.
     """Build a freshly initialised model by name.
 
     Args:
-        name: a name from `list_models()`, e.g. ``"resnet8x4"`` (official names keep their case).
+        name: a name from `list_models()`, e.g. ``"resnet8x4"`` (official names keep their case), or
+            another library's model: ``"torchvision/resnet18"``, ``"timm/resnet18"``,
+            ``"torchvision/resnet18:layer3,stem=cifar"`` (grammar: models/external.py).
         num_classes: size of the final Linear layer (100 for CIFAR-100).
         in_channels: channels of the input image (3 for RGB, 1 for Fashion-MNIST); only the
             first convolution changes.
@@ -127,11 +152,14 @@ def create_model(name: str, num_classes: int = 100, in_channels: int = 3) -> nn.
     Raises:
         ValueError: unknown name (the message lists close matches) or a non-positive size.
     """
+    prefix, slash, rest = name.partition("/") if isinstance(name, str) else ("", "", "")
     factory = _MODEL_REGISTRY.get(name)
-    if factory is None:
+    if factory is None and not (slash and prefix in _NAMESPACES):
         raise ValueError(_unknown_model_message(name))
     _check_positive_int(num_classes, "num_classes")
     _check_positive_int(in_channels, "in_channels")
+    if factory is None:  # another library's model: its builder names it (the name may be normalised)
+        return _NAMESPACES[prefix](rest, num_classes=num_classes, in_channels=in_channels)
     model = factory(num_classes=num_classes, in_channels=in_channels)
     model.model_name = name  # lets checkpoints and SimKDStudent record the architecture by name
     return model
@@ -144,8 +172,10 @@ def _unknown_model_message(name) -> str:
     # Case slips ("mobilenetv2", "shufflev2") are the commonest typo with the official names.
     close += [n for n in names if n.lower() == text.lower() and n not in close]
     hint = f" Did you mean: {', '.join(close)}?" if close else " No registered name is close."
+    prefixes = ", ".join(f"{p}/..." for p in list_namespaces())
     return (f"Unknown model name {name!r}.{hint} "
-            f"Call simkd_lite.models.list_models() to see all {len(names)} names.")
+            f"Call simkd_lite.models.list_models() to see all {len(names)} zoo names"
+            + (f" (other libraries: {prefixes})." if prefixes else "."))
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -271,6 +271,9 @@ def measure_throughput(model: Callable[[Tensor], Tensor], images: Tensor, device
 
 # ------------------------------------------------------------------------------ the noise, and verdicts against it
 SEED_TABLE = "demo_seeds.json"   # package data in simkd_lite/results/, written by benchmarks/demo_seeds.py
+# The committed table of each data set the notebooks judge on (package data in simkd_lite/results/).
+SEED_TABLES = {"fashion_mnist": SEED_TABLE,
+               "imagefolder": "own_data_seeds.json"}  # notebook 06's generated folder: benchmarks/own_data_seeds.py
 PAIRED = {"simkd_minus_vanilla": "SimKD − vanilla", "simkd_minus_kd": "SimKD − KD",
           "simkd_minus_fitnet": "SimKD − FitNet", "teacher_minus_simkd": "teacher − SimKD"}
 STUDENT_PAIRS = ("simkd_minus_vanilla", "simkd_minus_kd", "simkd_minus_fitnet")  # two students of one run
@@ -278,20 +281,24 @@ NOISE_MULTIPLE = 2.0   # "larger than the noise" = more than twice the standard 
 MIN_RUNS = 3           # a spread from fewer committed runs is no measurement of the noise
 
 
-def load_seed_table(path: str | Path | None = None) -> dict:
-    """The committed noise table: `simkd-lite demo` over seeds x CPU thread counts (quick profile, Fashion-MNIST).
+def load_seed_table(path: str | Path | None = None, dataset: str = "fashion_mnist") -> dict:
+    """A committed noise table: one recipe run over seeds x CPU thread counts (quick profile).
 
-    Returns the JSON that `benchmarks/demo_seeds.py` writes: "rows" (one record per run, with "seed",
-    "threads" and each method's top-1), "summary" (mean/std/min/max/n per method under "top1", and per
-    paired difference such as "simkd_minus_vanilla"), "covers" and "not_covered" (what the noise includes).
-    `path`: another table written by that script; None = the one shipped in the package.
+    Returns the JSON that `benchmarks/demo_seeds.py` (Fashion-MNIST, `simkd-lite demo`) or
+    `benchmarks/own_data_seeds.py` (notebook 06's generated image folder) writes: "rows" (one record per run,
+    with "seed", "threads" and each method's top-1), "summary" (mean/std/min/max/n per method under "top1",
+    and per paired difference such as "simkd_minus_vanilla"), "covers" and "not_covered" (what the noise
+    includes), and for a generated folder its "recipe". `path`: another table written by those scripts;
+    None = the one shipped in the package for `dataset`.
     """
     if path is None:
         from importlib.resources import files
 
-        resource = files("simkd_lite") / "results" / SEED_TABLE
-        if not resource.is_file():
-            raise SimKDLiteError(f"The package has no seed table ({resource}): run `python benchmarks/demo_seeds.py`.")
+        name = SEED_TABLES.get(dataset)
+        resource = files("simkd_lite") / "results" / (name or SEED_TABLE)
+        if name is None or not resource.is_file():
+            raise SimKDLiteError(f"The package has no seed table for {dataset} ({resource}): run "
+                                 f"`python benchmarks/{'own_data_seeds' if dataset == 'imagefolder' else 'demo_seeds'}.py`.")
         return json.loads(resource.read_text())
     path = Path(path)
     if not path.is_file():
@@ -299,13 +306,26 @@ def load_seed_table(path: str | Path | None = None) -> dict:
     return json.loads(path.read_text())
 
 
-def seed_table_for(dataset: str, profile: str, path: str | Path | None = None) -> dict | None:
-    """The committed table when it measured this setting (its data set, quick profile), else None (with a
-    printed line saying why: a verdict against another setting's noise would be meaningless)."""
-    table = load_seed_table(path)
+def seed_table_for(dataset: str, profile: str, path: str | Path | None = None, *, recipe: dict | None = None) -> dict | None:
+    """The committed table when it measured this setting (its data set, quick profile and, for a generated
+    image folder, the same `recipe`), else None, with a printed line saying why: a verdict against another
+    setting's noise would be meaningless."""
+    if path is None and dataset not in SEED_TABLES:
+        print(f"No committed noise table measures {dataset}/{profile} (tables: {', '.join(SEED_TABLES)}): no "
+              f"verdicts here (measure yours with benchmarks/demo_seeds.py).")
+        return None
+    table = load_seed_table(path, dataset)
     if (dataset, profile) != (table["dataset"], table.get("profile", "quick")):
         print(f"The committed noise table measures {table['dataset']} with the {table.get('profile', 'quick')} "
               f"profile, not {dataset}/{profile}: no verdicts here (measure yours with benchmarks/demo_seeds.py).")
+        return None
+    committed = table.get("recipe")
+    if committed is not None and recipe != committed:
+        given = recipe or {}
+        differ = sorted(k for k in set(committed) | set(given) if committed.get(k) != given.get(k))
+        changes = "; ".join(f"{k}: {committed.get(k)!r} there, {given.get(k)!r} here" for k in differ)
+        print(f"The committed noise table measures another recipe ({changes}): no verdicts here (measure yours "
+              "with benchmarks/own_data_seeds.py).")
         return None
     return table
 

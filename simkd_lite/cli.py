@@ -146,8 +146,8 @@ SPEEDUPS = ("fold_bn", "channels_last", "compile_teacher", "compile_student", "a
             "tf32")
 
 
-def _common(p: argparse.ArgumentParser, *, dataset_default: str = "fashion_mnist") -> None:
-    p.add_argument("--dataset", default=dataset_default, help="fashion_mnist, digits, cifar10 or cifar100 (default: %(default)s)")
+def _common(p: argparse.ArgumentParser) -> None:
+    _data_flags(p)
     p.add_argument("--profile", default="quick", help="quick (CPU minutes) or paper (official recipe); see `simkd-lite profiles`")
     p.add_argument("--epochs", type=positive_int, help="override the profile's number of epochs")
     p.add_argument("--batch-size", type=positive_int,
@@ -155,7 +155,6 @@ def _common(p: argparse.ArgumentParser, *, dataset_default: str = "fashion_mnist
     p.add_argument("--lr", type=positive_float, help="override the profile's learning rate")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--threads", type=positive_int,
                    help="CPU threads for torch, at most the core count (default: torch's choice; 1 is faster on a busy machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -164,6 +163,29 @@ def _common(p: argparse.ArgumentParser, *, dataset_default: str = "fashion_mnist
                         "OUT/metrics.csv is always written")
     _trust(p)
     _speedups(p)
+
+
+def _data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", help="fashion_mnist (the default), digits, cifar10 or cifar100")
+    p.add_argument("--data-root", help=DATA_ROOT_HELP)
+    p.add_argument("--data-dir", type=folder,
+                   help="your own images instead: a folder with one sub-folder per class (optionally under train/ and "
+                        "val/); size, channels, classes and normalisation are computed from its training images")
+
+
+def data_source(args) -> None:
+    """--data-dir DIR is the data set "imagefolder" read from DIR (in `args.dataset` / `args.data_root`)."""
+    if getattr(args, "data_dir", None) is None:
+        if hasattr(args, "dataset") and args.dataset is None:
+            args.dataset = "fashion_mnist"
+        return
+    if args.dataset not in (None, "imagefolder"):
+        raise ValueError(f"--data-dir reads your own images and --dataset {args.dataset} names another data set: "
+                         "give one of them.")
+    if args.data_root is not None:
+        raise ValueError("--data-dir is the folder of your images, --data-root the folder of the named data sets: "
+                         "give one of them.")
+    args.dataset, args.data_root = "imagefolder", args.data_dir
 
 
 def _fit_head_flag(p: argparse.ArgumentParser) -> None:
@@ -231,13 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = add("eval", "Test top-1 of a checkpoint (a SimKDStudent file, ours or official) on a full test set.")
     evaluate.add_argument("checkpoint", help="a teacher or student checkpoint (ours or official), or a SimKD student.pt")
-    evaluate.add_argument("--dataset", default="fashion_mnist")
+    _data_flags(evaluate)
     evaluate.add_argument("--model", help="architecture of an official checkpoint that lacks the name")
     evaluate.add_argument("--teacher", help="for an official SimKD student .pth: its teacher's checkpoint "
                                             "(the student predicts through the teacher's classifier)")
     evaluate.add_argument("--teacher-model", help="architecture of that teacher, if its path does not say")
     evaluate.add_argument("--device")
-    evaluate.add_argument("--data-root", help=DATA_ROOT_HELP)
     _trust(evaluate)
 
     data = add("data", "List, locate or fetch datasets.")
@@ -494,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     if not start_process(getattr(args, "device", None)):  # torchrun -m simkd_lite ...: one process per rank
         sys.stdout = open(os.devnull, "w")  # rank 0 alone reports
     try:
+        data_source(args)
         COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError) as err:  # our errors (SimKDLiteError and others) are written for people
         print(f"simkd-lite {args.command}: error: {err}", file=sys.stderr)

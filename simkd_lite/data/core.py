@@ -36,6 +36,9 @@ class DatasetInfo:
     train_size: int
     test_size: int
     crop_padding: int = 0  # the train augmentation's RandomCrop padding (0: no augmentation defined)
+    source: str | None = None       # own images (imagefolder): the folder they were read from
+    fingerprint: str | None = None  # own images: a hash of the files (names the runs made on them)
+    split: str | None = None        # own images: how the test split was made (train/val, or held out)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""A tiny fake CIFAR-10/100 in the exact official file layout, to run the CIFAR code paths offline.
+"""Data written on the fly: a tiny fake CIFAR-10/100 in the exact official file layout, to run the CIFAR code
+paths offline, and an image folder of PNG files (`write_image_folder`) for the own-data path.
 
     write_cifar_fixture("/tmp/fake", "cifar100", n_train=200, n_test=100)
     bundle = load_dataset("cifar100", root="/tmp/fake")   # same code path as the real data
@@ -121,3 +122,70 @@ def write_cifar_fixture(root: str | Path, name: str = "cifar100", n_train: int =
     writer = _write_cifar10 if name == "cifar10" else _write_cifar100
     writer(folder, n_train, n_test, np.random.default_rng(seed))
     return folder
+
+
+# ------------------------------------------------------------------------------ an image folder (own data)
+FOLDER_RECIPE = ".simkd_image_folder.json"  # a hidden file (scan_folder skips it): what wrote the folder
+
+
+def _source_images(source: str, data_root: str | Path | None) -> tuple[dict, list[str]]:
+    """{"train": (uint8 (N, H, W), labels (N,)), "test": (...)} and the class names of `source`."""
+    if source == "fashion_mnist":
+        from simkd_lite.data.core import load_dataset
+
+        bundle = load_dataset("fashion_mnist", data_root, augment=False)
+        splits = {name: (np.asarray(ds.data), np.asarray(ds.targets)) for name, ds in
+                  (("train", bundle.train), ("test", bundle.test))}
+        return splits, [name.replace("/", "-") for name in bundle.info.class_names]  # "T-shirt/top": no folder
+    if source == "digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        images = np.round(digits.images * 255 / 16).astype(np.uint8)
+        odd = np.arange(len(images)) % 5 == 4  # a fixed 80/20 split of the 1,797 digits
+        return ({"train": (images[~odd], digits.target[~odd]), "test": (images[odd], digits.target[odd])},
+                [str(d) for d in range(10)])
+    raise ValueError(f"write_image_folder: source must be 'fashion_mnist' or 'digits', not {source!r}")
+
+
+def write_image_folder(root: str | Path, source: str = "digits", per_class: int = 50, test_per_class: int | None = None,
+                       *, classes: int | None = None, size: int | None = None, split: bool = True,
+                       data_root: str | Path | None = None) -> Path:
+    """Write PNG files of `source` ("digits" or "fashion_mnist") in the ImageFolder layout; return `root`.
+
+    split=True: ``root/train/<class>/*.png`` (`per_class` each) and ``root/val/<class>/*.png`` (`test_per_class`
+    each, default a quarter of `per_class`), taken from the source's own train and test images; split=False:
+    ``root/<class>/*.png`` only (the data set then holds 20% out). `classes`: the first N classes only;
+    `size`: resize (digits are 8x8, Fashion-MNIST 28x28). Images are the first of each class, so the folder
+    is the same every time; a folder already written with the same arguments is reused as it is.
+    """
+    import json
+
+    from PIL import Image
+
+    root = Path(root)
+    test_per_class = test_per_class if test_per_class is not None else max(1, per_class // 4)
+    recipe = {"source": source, "per_class": per_class, "test_per_class": test_per_class, "classes": classes,
+              "size": size, "split": split}
+    marker = root / FOLDER_RECIPE
+    if marker.is_file() and json.loads(marker.read_text()) == recipe:
+        return root
+    splits, names = _source_images(source, data_root)
+    names = names[:classes] if classes else names
+    plan = [("train", per_class, root / "train" if split else root)] + ([("test", test_per_class, root / "val")]
+                                                                       if split else [])
+    for part, count, folder in plan:
+        images, labels = splits[part]
+        for label, name in enumerate(names):
+            chosen = np.flatnonzero(labels == label)[:count]
+            if len(chosen) < count:
+                raise ValueError(f"write_image_folder: {source} has {len(chosen)} {part} images of class {name}, "
+                                 f"fewer than the {count} asked for")
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            for index in chosen:
+                image = Image.fromarray(images[index])
+                if size:
+                    image = image.resize((size, size), Image.BILINEAR)
+                image.save(folder / name / f"{part}_{index:05d}.png")
+    marker.write_text(json.dumps(recipe) + "\n")
+    return root

@@ -126,13 +126,14 @@ def run_demo(dataset: str = "fashion_mnist", profile: str = "quick", out: str | 
 
 def results_table(results: dict) -> str:
     """The demo's printed table: last and best top-1 (with its epoch), deployed and extra parameters, seconds."""
-    rows = [f"{'method':8} {'model':12} {'last_top1':>9} {'best_top1':>9} {'@ep':>4} {'params':>10} {'extra':>9} {'seconds':>8}"]
     t = results["teacher"]
-    rows.append(f"{'teacher':8} {t['model']:12} {t['top1']:>9.2f} {'':>9} {'':>4} {t['params']:>10,} {'':>9} {'':>8}")
+    w = max(12, len(t["model"]), *(len(s["model"]) for s in results["students"]))  # torchvision/resnet18
+    rows = [f"{'method':8} {'model':{w}} {'last_top1':>9} {'best_top1':>9} {'@ep':>4} {'params':>10} {'extra':>9} {'seconds':>8}"]
+    rows.append(f"{'teacher':8} {t['model']:{w}} {t['top1']:>9.2f} {'':>9} {'':>4} {t['params']:>10,} {'':>9} {'':>8}")
     for s in results["students"]:
         best = s.get("best_top1")
         best_text = f"{best:>9.2f} {s['best_epoch']:>4}" if best is not None else f"{'':>9} {'':>4}"
-        rows.append(f"{s['method']:8} {s['model']:12} {s['top1']:>9.2f} {best_text} {s['params']:>10,} "
+        rows.append(f"{s['method']:8} {s['model']:{w}} {s['top1']:>9.2f} {best_text} {s['params']:>10,} "
                     f"{s['extra_params']:>+9,} {s['seconds']:>8.1f}")
     total = f"total {results['seconds']:.0f}s" if "seconds" in results else ""
     return "\n".join(rows + [total, f"note: {BEST_ON_TEST_NOTE}"])

@@ -38,6 +38,12 @@ def write_config(out: Path, **sections) -> None:
     atomic_write_text(json.dumps(plain, indent=2, default=str) + "\n", out / "config.json")
 
 
+def own_data(info: DatasetInfo) -> dict:
+    """What config.json records about your own images (their folder, size, channels, classes, statistics);
+    nothing for the named data sets, whose description is their name."""
+    return {"data": asdict(info)} if info.source else {}
+
+
 def on_device_augment(info: DatasetInfo, config: TrainConfig) -> GpuAugment | None:
     """The dataset's own crop + flip recipe as batched tensor ops on the training device (GPU or CPU)."""
     return GpuAugment(info.mean, info.std, padding=info.crop_padding) if config.augment and info.crop_padding else None
@@ -69,7 +75,8 @@ def fit_teacher(dataset: str, model_name: str, config: TrainConfig, out: str | P
         log(f"train-teacher: {model_name} on {dataset} ({len(bundle.train)} train images) | "
             + ", ".join(f"{k}={v}" for k, v in asdict(config).items()))
     meta = {"kind": "teacher", "model_name": model_name, "dataset": asdict(bundle.info)}
-    run = {"job": "train-teacher", "dataset": dataset, "model": model_name, "train_subset": train_subset}
+    run = {"job": "train-teacher", "dataset": dataset, "model": model_name, "train_subset": train_subset,
+           **own_data(bundle.info)}
     started = time.perf_counter()
     history = fit(distiller, bundle.train, bundle.test, config, out, resume=resume, overwrite=overwrite, meta=meta,
                   run=run, log=log, progress=progress, label="teacher", device=device,
@@ -107,6 +114,16 @@ def load_teacher(teacher: str | Path | None, dataset: str, teacher_model: str | 
 
 
 def check_compatible(model: nn.Module, info: DatasetInfo, role: str) -> None:
+    """The model must predict the data set's classes from its images; a teacher whose checkpoint records
+    class names (ours do) must have been trained on the same classes, in the same order."""
+    names = getattr(model, "class_names", None)
+    if role == "teacher" and names and list(names) != list(info.class_names):
+        missing, extra = sorted(set(info.class_names) - set(names)), sorted(set(names) - set(info.class_names))
+        differ = (f"only the data: {', '.join(missing) or 'none'}; only the teacher: {', '.join(extra) or 'none'}"
+                  if missing or extra else "the same names in another order")
+        raise ValueError(f"The teacher {model.model_name} was trained on other classes than {info.name}'s ({differ}): "
+                         "pass a teacher of these classes, or --fit-teacher-head (Python: get_teacher(exp, source, "
+                         "fit_head=True)) to fit a new classifier on its frozen features first.")
     if role == "teacher" and model.num_classes != info.num_classes:
         raise ValueError(f"The teacher {model.model_name} predicts {model.num_classes} classes, {info.name} has "
                          f"{info.num_classes}: pass --fit-teacher-head (Python: get_teacher(exp, source, "
@@ -149,7 +166,7 @@ def fit_students(job: StudentsJob, bundle, config: TrainConfig, outs: Mapping[st
         metas[m] = {"kind": "student", "model_name": job.student_model, "dataset": asdict(info),
                     "teacher_model": teacher_model}
         runs[m] = {"job": "distill", "method": m, "dataset": info.name, "student_model": job.student_model,
-                   "teacher_model": teacher_model, "method_options": options, **job.run_info,
+                   "teacher_model": teacher_model, "method_options": options, **job.run_info, **own_data(info),
                    **({"together": list(job.methods), "stacked": job.stack} if joint else {})}
     started = time.perf_counter()
     histories = fit(distillers, bundle.train, bundle.test, config, outs, resume=resume, overwrite=overwrite,

@@ -93,6 +93,8 @@ def load_teacher_network(path: str | os.PathLike, dataset: str | None, teacher_m
     name = teacher_model or checkpoint.get("model_name") or model_name_from_path(path)
     model, _ = load_model(checkpoint, name, name_flag="--teacher-model")
     check_finite_weights(model, f"the teacher {path}")
+    recorded = checkpoint.get("dataset")
+    model.class_names = recorded.get("class_names") if isinstance(recorded, Mapping) else None  # checked by prepare_data
     return model
 
 

@@ -104,9 +104,21 @@ _QUICK_DIGITS = Profile(
     student=TrainConfig(epochs=20, batch_size=64, lr=0.05, schedule="onecycle", augment=False, cache_teacher=True),
 )
 
+# Your own images (--data-dir, notebook 06): a torchvision ResNet-18 teacher (ImageNet's architecture, trained
+# here from scratch: loading never downloads weights) and the zoo's ResNet-8 student. An own folder is small
+# (hundreds to a few thousand images), so every image is used and the epochs are more than Fashion-MNIST's.
+_QUICK_FOLDER = Profile(
+    "quick", "imagefolder", teacher_model="torchvision/resnet18", student_model="resnet8",
+    teacher=TrainConfig(epochs=8, batch_size=64, lr=0.05, nesterov=True, schedule="onecycle", augment=False),
+    student=TrainConfig(epochs=8, batch_size=64, optimizer="adam", lr=1e-2, weight_decay=1e-4, schedule="onecycle",
+                        augment=False, cache_teacher=True, eval_every=1, eval_batch_size=256),
+)
+
 PROFILES: dict[tuple[str, str], Profile] = {
     ("quick", "fashion_mnist"): _QUICK_FASHION,
     ("quick", "digits"): _QUICK_DIGITS,
+    ("quick", "imagefolder"): _QUICK_FOLDER,
+    ("paper", "imagefolder"): _paper("imagefolder"),
     ("paper", "cifar100"): _paper("cifar100"),
     ("paper", "cifar10"): _paper("cifar10"),
     ("paper", "fashion_mnist"): _paper("fashion_mnist"),
@@ -123,12 +135,12 @@ def get_profile(profile: str, dataset: str) -> Profile:
 
 def profile_table() -> str:
     """The table `simkd-lite profiles` prints: one row per recipe."""
-    header = f"{'profile':8} {'dataset':14} {'teacher':11} {'student':11} {'subset':>7} {'T ep':>5} {'S ep':>5} " \
+    header = f"{'profile':8} {'dataset':14} {'teacher':20} {'student':11} {'subset':>7} {'T ep':>5} {'S ep':>5} " \
              f"{'batch':>5} {'lr':>6} {'schedule':10} {'augment':8} {'cache T':7}"
     rows = [header, "-" * len(header)]
     for (name, dataset), p in sorted(PROFILES.items()):
         s = p.student
-        rows.append(f"{name:8} {dataset:14} {p.teacher_model:11} {p.student_model:11} {str(p.train_subset or 'all'):>7} "
+        rows.append(f"{name:8} {dataset:14} {p.teacher_model:20} {p.student_model:11} {str(p.train_subset or 'all'):>7} "
                     f"{p.teacher.epochs:>5} {s.epochs:>5} {s.batch_size:>5} {s.lr:>6g} {s.schedule:10} "
                     f"{str(s.augment):8} {str(s.cache_teacher):7}")
     return "\n".join(rows)

@@ -68,19 +68,25 @@ class Experiment:
     data_root: Path = Path("data")
     runs_root: Path = Path("runs")
     device: str | None = None
+    data_fingerprint: str | None = None  # own images: a hash of the folder's files (see data/image_folder.py)
 
     @classmethod
-    def resolve(cls, dataset: str = "fashion_mnist", profile: str = "quick", *, seed: int = 0,
+    def resolve(cls, dataset: str | None = None, profile: str = "quick", *, seed: int = 0,
                 epochs: int | None = None, student: str | None = None, data_root: str | Path | None = None,
-                runs: str | Path | None = "runs", device: str | None = None, **train_overrides) -> "Experiment":
-        """The profile's recipe for `dataset`, with explicit overrides (`epochs`, `student`, `lr=...`, ...).
+                runs: str | Path | None = "runs", device: str | None = None, data_dir: str | Path | None = None,
+                **train_overrides) -> "Experiment":
+        """The profile's recipe for `dataset` (default "fashion_mnist"), with explicit overrides (`epochs`,
+        `student`, `lr=...`, ...).
 
+        `data_dir`: your own images (the ImageFolder layout, `data/image_folder.py`): the data set is then
+        "imagefolder" and the folder is checked and read now, so bad input fails before anything is written.
         `data_root=None` / `runs=None` (a notebook's `DATA_ROOT = None`, `RUNS = None`) mean the package's
         defaults, `locations.default_data_root()` and `locations.default_runs_root()`.
 
         `train_overrides` are fields of `TrainConfig` (batch_size, lr, amp, ...) applied to the students
         (a teacher's recipe is the profile's; `train_teacher(exp, ..., **overrides)` changes it).
         """
+        dataset, data_root, fingerprint = _data_source(dataset, data_root, data_dir)
         recipe = get_profile(profile, dataset)
         student_model = student or recipe.student_model
         overrides = {k: v for k, v in train_overrides.items() if v is not None}
@@ -97,7 +103,12 @@ class Experiment:
                    method_options={k: dict(v) for k, v in recipe.method_options.items()},
                    train_subset=recipe.train_subset, seed=seed, data_root=Path(data_root or default_data_root()),
                    runs_root=Path(runs or default_runs_root()),
-                   device=device)
+                   device=device, data_fingerprint=fingerprint)
+
+    def data_identity(self) -> dict:
+        """What names this experiment's data in run folders and caches besides its name: nothing for the
+        named data sets (their run names are unchanged), the folder's fingerprint for your own images."""
+        return {"data": self.data_fingerprint} if self.data_fingerprint else {}
 
     def options_for(self, method: str, **overrides) -> dict:
         """The profile's options for `method` (e.g. SimKD's factor), with `overrides` on top.
@@ -119,13 +130,31 @@ class Experiment:
         """A student's folder name: what defines the run, plus a short hash of everything else."""
         digest = _digest({"method": method, "options": options, "train": _recipe(self.student_train),
                           "subset": self.train_subset, "dataset": self.dataset, "student": self.student_model,
-                          "teacher": teacher_name})
+                          "teacher": teacher_name, **self.data_identity()})
         pair = f"{teacher_name}-{self.student_model}" if teacher_name else self.student_model
         return safe_name(f"{method}_{self.dataset}_{pair}_e{self.student_train.epochs}_s{self.seed}_{digest}")
 
     def teacher_run_name(self, model: str, config: TrainConfig) -> str:
         """A teacher's folder name: data set, model, epochs, seed and a short hash of its recipe."""
-        return safe_name(f"teacher_{self.dataset}_{model}_e{config.epochs}_s{self.seed}_{_digest(_recipe(config))}")
+        key = {**_recipe(config), **self.data_identity()}
+        return safe_name(f"teacher_{self.dataset}_{model}_e{config.epochs}_s{self.seed}_{_digest(key)}")
+
+
+def _data_source(dataset: str | None, data_root: str | Path | None,
+                 data_dir: str | Path | None) -> tuple[str, str | Path | None, str | None]:
+    """(dataset, data_root, fingerprint): `data_dir` means the "imagefolder" data set read from it, checked now."""
+    if data_dir is not None:
+        if dataset not in (None, "imagefolder"):
+            raise ValueError(f"--data-dir reads your own images; --dataset {dataset} names another data set: "
+                             "give one of them.")
+        dataset, data_root = "imagefolder", data_dir
+    dataset = dataset or "fashion_mnist"
+    if dataset != "imagefolder":
+        return dataset, data_root, None
+    if data_root is None:
+        raise ValueError("The imagefolder data set is your own images: pass --data-dir DIR "
+                         "(Python: Experiment.resolve(data_dir=DIR)).")
+    return dataset, data_root, load_dataset(dataset, data_root, augment=False).info.fingerprint
 
 
 def _recipe(config: TrainConfig) -> dict:
@@ -198,10 +227,11 @@ def get_teacher(exp: Experiment, source: str | Path | None = None, *, teacher_mo
 
 def _fitted(teacher: nn.Module, exp: Experiment, say) -> nn.Module:
     """`teacher` with a head for `exp.dataset` (fitted once, then loaded from its file like any teacher)."""
-    classes = load_dataset(exp.dataset, exp.data_root, train_subset=exp.train_subset, seed=exp.seed,
-                   augment=False).info.num_classes
-    if teacher.num_classes == classes:
-        say(f"the teacher already predicts {classes} classes: --fit-teacher-head has nothing to fit")
+    info = load_dataset(exp.dataset, exp.data_root, train_subset=exp.train_subset, seed=exp.seed,
+                        augment=False).info
+    names = getattr(teacher, "class_names", None)
+    if teacher.num_classes == info.num_classes and (not names or list(names) == list(info.class_names)):
+        say(f"the teacher already predicts {info.num_classes} classes: --fit-teacher-head has nothing to fit")
         return teacher
     path = fit_teacher_head(teacher, exp, log=say)
     model, where = load_teacher(path, exp.dataset, log=say)
@@ -258,7 +288,8 @@ def prepare_data(exp: Experiment, teacher: nn.Module | None = None) -> PreparedD
     if not config.augment:
         data.train_x, data.train_y = materialize(bundle.train)
         if teacher is not None and config.cache_teacher:
-            where = cache_path(exp.runs_root, teacher, {"dataset": exp.dataset, "subset": exp.train_subset,
+            where = cache_path(exp.runs_root, teacher, {"dataset": exp.dataset, **exp.data_identity(),
+                                                        "subset": exp.train_subset,
                                                         "seed": exp.seed, "images": len(data.train_x),
                                                         "device": device.type, "fold_bn": config.fold_bn,
                                                         "channels_last": config.channels_last})

@@ -33,7 +33,7 @@ def fitted_teacher_path(exp, teacher: nn.Module, config: HeadFitConfig) -> Path:
     source = getattr(teacher, "source", None)
     if not source or not Path(source).is_file():
         raise ValueError("--fit-teacher-head needs a teacher loaded from a file (its sha256 names the fitted one).")
-    key = json.dumps({"teacher_sha256": sha256(Path(source)), "dataset": exp.dataset, "subset": exp.train_subset,
+    key = json.dumps({"teacher_sha256": sha256(Path(source)), "dataset": exp.dataset, **exp.data_identity(), "subset": exp.train_subset,
                       "seed": exp.seed, "head_fit": asdict(config)}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return Path(exp.runs_root) / "fitted_teachers" / f"{safe_name(teacher.model_name)}_{exp.dataset}_{digest}.pt"

@@ -55,6 +55,12 @@ EXAMPLES = {
   simkd-lite reproduce ... --out runs/reproduce      # again: finished runs are reused, interrupted ones continued
   simkd-lite reproduce ... --together                # each seed's four students in one joint run
   simkd-lite reproduce --dataset cifar100 --train-teacher --student resnet8x4 --out runs/reproduce  # hours more""",
+    "export": """examples:
+  simkd-lite export runs/demo/simkd/student.pt                   # -> runs/demo/simkd/student.onnx
+  simkd-lite export runs/simkd/best.pt --format pt2 --out simkd.pt2   # torch.export, loads with torch alone
+  simkd-lite export runs/demo/kd/best.pt --opset 18              # a KD / FitNet / vanilla student: its own head
+the file's input is the NORMALISED image, float32 (N, C, H, W): (pixel / 255 - mean) / std per channel
+(N dynamic; mean, std, class names and image size are in the file's metadata); output: logits (N, classes)""",
     "bench": """examples:
   simkd-lite bench                                             # resnet32x4 -> resnet8x4, batch 64, 32x32
   simkd-lite bench --device cuda --amp --compile-teacher --json runs/bench.json
@@ -251,6 +257,17 @@ def build_parser() -> argparse.ArgumentParser:
                                       "run folder each; writes OUT/table.md, table.csv, per_seed.csv and table.png "
                                       "beside the paper's numbers (best_top1 and last_top1, mean ± std)."))
 
+    export = add("export", "Write a trained student as one ONNX or torch.export (.pt2) file that loads without "
+                           "simkd_lite: SimKD's encoder + projector + teacher head, other methods' own network.")
+    export.add_argument("checkpoint", help="a student checkpoint: a SimKD student.pt, or a distill run's best.pt / last.pt")
+    export.add_argument("--format", choices=["onnx", "pt2"], default="onnx",
+                        help="onnx (needs pip install 'simkd-lite[export]') or pt2 (torch.export) (default: %(default)s)")
+    export.add_argument("--out", help="the file to write (default: CHECKPOINT with the format's suffix)")
+    export.add_argument("--opset", type=positive_int, help="ONNX opset (default: 17)")
+    export.add_argument("--image-size", type=positive_int,
+                        help="input height = width, only for a checkpoint that records no data set")
+    _trust(export)
+
     bench = add("bench", "Images/s of SimKD training (the distill code path) and of the deployed student, "
                          "against the official-style eager loop and evaluation.")
     bench.add_argument("--teacher", default="resnet32x4", help="a model name (random weights) or a checkpoint")
@@ -383,6 +400,15 @@ def cmd_profiles(args) -> None:
     print(profile_table())
 
 
+def cmd_export(args) -> None:
+    from simkd_lite.experiments import export_student
+
+    path = export_student(args.checkpoint, args.format, args.out, opset=args.opset, image_size=args.image_size,
+                          trust=args.trust_checkpoint)
+    print(f"wrote {path}: input `input` = the normalised image (N, C, H, W) float32, output `logits`; mean, std and "
+          "class names are in its metadata")
+
+
 def cmd_bench(args) -> None:
     from simkd_lite.experiments.bench import run_bench
 
@@ -468,7 +494,7 @@ def cmd_reproduce(args) -> None:
 
 COMMANDS = {"demo": cmd_demo, "reproduce": cmd_reproduce, "train-teacher": cmd_train_teacher, "distill": cmd_distill, "eval": cmd_eval,
             "data": cmd_data, "profiles": cmd_profiles,
-            "bench": cmd_bench}
+            "export": cmd_export, "bench": cmd_bench}
 
 
 def set_threads(requested: int) -> int:

@@ -63,6 +63,9 @@ def export_student(student_path: str | os.PathLike, format: str = "onnx", out: s
         raise ValueError(f"Unknown export format {format!r}: choose onnx or pt2.")
     if opset is not None and format != "onnx":
         raise ValueError("--opset applies to --format onnx only (a .pt2 file has no opset).")
+    low, high = opset_range()
+    if opset is not None and not low <= opset <= high:
+        raise ValueError(f"--opset {opset} is outside what torch's ONNX exporter writes ({low} to {high}).")
     if format == "onnx":
         require_onnx()
     student_path = Path(student_path)
@@ -76,6 +79,15 @@ def export_student(student_path: str | os.PathLike, format: str = "onnx", out: s
     example = torch.zeros(2, metadata["in_channels"], metadata["image_size"], metadata["image_size"])
     data = onnx_bytes(model, example, opset, metadata) if format == "onnx" else pt2_bytes(model, example, metadata)
     return write_atomically(data, out)
+
+
+def opset_range() -> tuple[int, int]:
+    """The ONNX opsets torch's TorchScript-based exporter writes (7 to 20 in torch 2.14)."""
+    try:
+        from torch.onnx import _constants as known
+    except ImportError:  # a private module: if it moves, trust torch to refuse what it cannot write
+        return 1, 10**6
+    return known.ONNX_MIN_OPSET, getattr(known, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", known.ONNX_MAX_OPSET)
 
 
 def require_onnx() -> None:
@@ -153,6 +165,7 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor, opset: int | None = None
         # the TorchScript exporter's deprecation note is answered in the module docstring.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)  # e.g. about keep_initializers_as_inputs at old opsets
         try:
             torch.onnx.export(model, (example,), buffer, input_names=["input"], output_names=["logits"],
                               opset_version=opset or DEFAULT_OPSET,

@@ -65,7 +65,8 @@ the file's input is the NORMALISED image, float32 (N, C, H, W): (pixel / 255 - m
   simkd-lite bench                                             # resnet32x4 -> resnet8x4, batch 64, 32x32
   simkd-lite bench --device cuda --amp --compile-teacher --json runs/bench.json
   simkd-lite bench --teacher runs/teacher/last.pt --student resnet8 --image-size 28 --in-channels 1 --num-classes 10
-  simkd-lite bench --no-fold-bn --no-channels-last              # switch speed-ups off one by one""",
+  simkd-lite bench --no-fold-bn --no-channels-last              # switch speed-ups off one by one
+  simkd-lite bench --threads 1 --no-onnxruntime                 # without onnxruntime's CPU images/s""",
 }
 
 
@@ -257,16 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "run folder each; writes OUT/table.md, table.csv, per_seed.csv and table.png "
                                       "beside the paper's numbers (best_top1 and last_top1, mean ± std)."))
 
-    export = add("export", "Write a trained student as one ONNX or torch.export (.pt2) file that loads without "
-                           "simkd_lite: SimKD's encoder + projector + teacher head, other methods' own network.")
-    export.add_argument("checkpoint", help="a student checkpoint: a SimKD student.pt, or a distill run's best.pt / last.pt")
-    export.add_argument("--format", choices=["onnx", "pt2"], default="onnx",
-                        help="onnx (needs pip install 'simkd-lite[export]') or pt2 (torch.export) (default: %(default)s)")
-    export.add_argument("--out", help="the file to write (default: CHECKPOINT with the format's suffix)")
-    export.add_argument("--opset", type=positive_int, help="ONNX opset (default: 17)")
-    export.add_argument("--image-size", type=positive_int,
-                        help="input height = width, only for a checkpoint that records no data set")
-    _trust(export)
+    _export_flags(add("export", "Write a trained student as one ONNX or torch.export (.pt2) file that loads without "
+                                "simkd_lite: SimKD's encoder + projector + teacher head, other methods' own network."))
 
     bench = add("bench", "Images/s of SimKD training (the distill code path) and of the deployed student, "
                          "against the official-style eager loop and evaluation.")
@@ -281,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device")
     bench.add_argument("--threads", type=positive_int)
     bench.add_argument("--json", help="also write the results to this JSON file")
+    bench.add_argument("--onnxruntime", action=argparse.BooleanOptionalAction, default=True,
+                       help="also time the deployed student in onnxruntime on the CPU, beside PyTorch (same batch, "
+                            "same threads; needs pip install 'simkd-lite[export]', else skipped with a note)")
     _trust(bench)
     _speedups(bench)
     return parser
@@ -410,7 +406,7 @@ def cmd_export(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from simkd_lite.experiments.bench import run_bench
+    from simkd_lite.experiments.bench import onnxruntime_line, run_bench
 
     if args.json:  # fail before minutes of measuring, not after
         _check_writable_file(Path(args.json), "--json")
@@ -425,7 +421,7 @@ def cmd_bench(args) -> None:
              and getattr(args, k) is not None}
     shape = dict(batch_size=args.batch_size, steps=args.steps, device=args.device, image_size=args.image_size,
                  in_channels=args.in_channels, num_classes=args.num_classes)
-    result = run_bench(teacher, args.student, repeats=args.repeats, **shape, **flags)
+    result = run_bench(teacher, args.student, repeats=args.repeats, onnxruntime=args.onnxruntime, **shape, **flags)
     result["tf32"] = bool(args.tf32)
     # the new paths, side by side with the official-style loop measured above
     result["graphed"] = run_graph_bench(teacher, args.student, repeats=args.repeats, amp=bool(args.amp),
@@ -435,6 +431,7 @@ def cmd_bench(args) -> None:
         write_text(args.json, text + "\n")
     print(text)
     print(graph_table(result))
+    print(onnxruntime_line(result))
 
 
 def _check_writable_file(path: Path, flag: str) -> None:
@@ -451,6 +448,17 @@ def _check_writable_file(path: Path, flag: str) -> None:
         probe = path.parent / f".{path.name}.{os.getpid()}.tmp"
         probe.write_bytes(b"")
         probe.unlink()
+
+
+def _export_flags(export: argparse.ArgumentParser) -> None:
+    export.add_argument("checkpoint", help="a student checkpoint: a SimKD student.pt, or a distill run's best.pt / last.pt")
+    export.add_argument("--format", choices=["onnx", "pt2"], default="onnx",
+                        help="onnx (needs pip install 'simkd-lite[export]') or pt2 (torch.export) (default: %(default)s)")
+    export.add_argument("--out", help="the file to write (default: CHECKPOINT with the format's suffix)")
+    export.add_argument("--opset", type=positive_int, help="ONNX opset (default: 17)")
+    export.add_argument("--image-size", type=positive_int,
+                        help="input height = width, only for a checkpoint that records no data set")
+    _trust(export)
 
 
 def _reproduce_flags(p: argparse.ArgumentParser) -> None:

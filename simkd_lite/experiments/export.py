@@ -130,8 +130,6 @@ def load_deployed(path: str | os.PathLike, *, trust: bool = False) -> tuple[nn.M
 
 def export_metadata(model: nn.Module, record: dict, source: str | os.PathLike, image_size: int | None = None) -> dict:
     """The record written into the exported file: classes, input size and normalisation, method, models, version."""
-    from simkd_lite import __version__
-
     dataset = record.get("dataset") if isinstance(record.get("dataset"), dict) else {}
     size = image_size or dataset.get("image_size")
     if not size:
@@ -139,7 +137,7 @@ def export_metadata(model: nn.Module, record: dict, source: str | os.PathLike, i
     student = getattr(model, "student", model)
     channels, classes = student.in_channels, _num_classes(model)
     names = dataset.get("class_names") or [str(i) for i in range(classes)]
-    meta = {"format": EXPORT_FORMAT, "simkd_lite_version": __version__, "method": record.get("method") or "vanilla",
+    meta = {"format": EXPORT_FORMAT, "simkd_lite_version": package_version(), "method": record.get("method") or "vanilla",
             "student_model": record.get("student_model") or getattr(student, "model_name", ""),
             "teacher_model": record.get("teacher_model") or "", "dataset": dataset.get("name") or "",
             "num_classes": classes, "class_names": list(names), "in_channels": channels, "image_size": int(size),
@@ -147,6 +145,16 @@ def export_metadata(model: nn.Module, record: dict, source: str | os.PathLike, i
             "mean": list(dataset.get("mean") or []), "std": list(dataset.get("std") or []),
             "source": Path(source).name}
     return meta
+
+
+def package_version() -> str:
+    """simkd_lite's installed version (read from the package metadata: modules here never import the top package)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("simkd_lite")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def _num_classes(model: nn.Module) -> int:

@@ -55,11 +55,18 @@ EXAMPLES = {
   simkd-lite reproduce ... --out runs/reproduce      # again: finished runs are reused, interrupted ones continued
   simkd-lite reproduce ... --together                # each seed's four students in one joint run
   simkd-lite reproduce --dataset cifar100 --train-teacher --student resnet8x4 --out runs/reproduce  # hours more""",
+    "export": """examples:
+  simkd-lite export runs/demo/simkd/student.pt                   # -> runs/demo/simkd/student.onnx
+  simkd-lite export runs/simkd/best.pt --format pt2 --out simkd.pt2   # torch.export, loads with torch alone
+  simkd-lite export runs/demo/kd/best.pt --opset 18              # a KD / FitNet / vanilla student: its own head
+the file's input is the NORMALISED image, float32 (N, C, H, W): (pixel / 255 - mean) / std per channel
+(N dynamic; mean, std, class names and image size are in the file's metadata); output: logits (N, classes)""",
     "bench": """examples:
   simkd-lite bench                                             # resnet32x4 -> resnet8x4, batch 64, 32x32
   simkd-lite bench --device cuda --amp --compile-teacher --json runs/bench.json
   simkd-lite bench --teacher runs/teacher/last.pt --student resnet8 --image-size 28 --in-channels 1 --num-classes 10
-  simkd-lite bench --no-fold-bn --no-channels-last              # switch speed-ups off one by one""",
+  simkd-lite bench --no-fold-bn --no-channels-last              # switch speed-ups off one by one
+  simkd-lite bench --threads 1 --no-onnxruntime                 # without onnxruntime's CPU images/s""",
 }
 
 
@@ -272,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "run folder each; writes OUT/table.md, table.csv, per_seed.csv and table.png "
                                       "beside the paper's numbers (best_top1 and last_top1, mean ± std)."))
 
+    _export_flags(add("export", "Write a trained student as one ONNX or torch.export (.pt2) file that loads without "
+                                "simkd_lite: SimKD's encoder + projector + teacher head, other methods' own network."))
+
     bench = add("bench", "Images/s of SimKD training (the distill code path) and of the deployed student, "
                          "against the official-style eager loop and evaluation.")
     bench.add_argument("--teacher", default="resnet32x4", help="a model name (random weights) or a checkpoint")
@@ -285,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device")
     bench.add_argument("--threads", type=positive_int)
     bench.add_argument("--json", help="also write the results to this JSON file")
+    bench.add_argument("--onnxruntime", action=argparse.BooleanOptionalAction, default=True,
+                       help="also time the deployed student in onnxruntime on the CPU, beside PyTorch (same batch, "
+                            "same threads; needs pip install 'simkd-lite[export]', else skipped with a note)")
     _trust(bench)
     _speedups(bench)
     return parser
@@ -404,8 +417,17 @@ def cmd_profiles(args) -> None:
     print(profile_table())
 
 
+def cmd_export(args) -> None:
+    from simkd_lite.experiments import export_student
+
+    path = export_student(args.checkpoint, args.format, args.out, opset=args.opset, image_size=args.image_size,
+                          trust=args.trust_checkpoint)
+    print(f"wrote {path}: input `input` = the normalised image (N, C, H, W) float32, output `logits`; mean, std and "
+          "class names are in its metadata")
+
+
 def cmd_bench(args) -> None:
-    from simkd_lite.experiments.bench import run_bench
+    from simkd_lite.experiments.bench import onnxruntime_line, run_bench
 
     if args.json:  # fail before minutes of measuring, not after
         _check_writable_file(Path(args.json), "--json")
@@ -420,7 +442,7 @@ def cmd_bench(args) -> None:
              and getattr(args, k) is not None}
     shape = dict(batch_size=args.batch_size, steps=args.steps, device=args.device, image_size=args.image_size,
                  in_channels=args.in_channels, num_classes=args.num_classes)
-    result = run_bench(teacher, args.student, repeats=args.repeats, **shape, **flags)
+    result = run_bench(teacher, args.student, repeats=args.repeats, onnxruntime=args.onnxruntime, **shape, **flags)
     result["tf32"] = bool(args.tf32)
     # the new paths, side by side with the official-style loop measured above
     result["graphed"] = run_graph_bench(teacher, args.student, repeats=args.repeats, amp=bool(args.amp),
@@ -430,6 +452,7 @@ def cmd_bench(args) -> None:
         write_text(args.json, text + "\n")
     print(text)
     print(graph_table(result))
+    print(onnxruntime_line(result))
 
 
 def _check_writable_file(path: Path, flag: str) -> None:
@@ -446,6 +469,17 @@ def _check_writable_file(path: Path, flag: str) -> None:
         probe = path.parent / f".{path.name}.{os.getpid()}.tmp"
         probe.write_bytes(b"")
         probe.unlink()
+
+
+def _export_flags(export: argparse.ArgumentParser) -> None:
+    export.add_argument("checkpoint", help="a student checkpoint: a SimKD student.pt, or a distill run's best.pt / last.pt")
+    export.add_argument("--format", choices=["onnx", "pt2"], default="onnx",
+                        help="onnx (needs pip install 'simkd-lite[export]') or pt2 (torch.export) (default: %(default)s)")
+    export.add_argument("--out", help="the file to write (default: CHECKPOINT with the format's suffix)")
+    export.add_argument("--opset", type=positive_int, help="ONNX opset (default: 17)")
+    export.add_argument("--image-size", type=positive_int,
+                        help="input height = width, only for a checkpoint that records no data set")
+    _trust(export)
 
 
 def _reproduce_flags(p: argparse.ArgumentParser) -> None:
@@ -489,7 +523,7 @@ def cmd_reproduce(args) -> None:
 
 COMMANDS = {"demo": cmd_demo, "reproduce": cmd_reproduce, "train-teacher": cmd_train_teacher, "distill": cmd_distill, "eval": cmd_eval,
             "data": cmd_data, "profiles": cmd_profiles,
-            "bench": cmd_bench}
+            "export": cmd_export, "bench": cmd_bench}
 
 
 def set_threads(requested: int) -> int:

@@ -75,3 +75,22 @@ def test_graph_bench_reports_simkd_alone_and_the_four_student_row():
     bench = run_bench("resnet8", "resnet8_w8", **TINY)
     table = graph_table({**bench, "graphed": result})
     assert "4 students together" in table and "4 students, stacked" in table
+
+
+def test_bench_reports_onnxruntime_beside_pytorch():
+    pytest.importorskip("onnxruntime")
+    o = run_bench("resnet8", "resnet8_w8", baseline=False, **TINY)["onnxruntime"]
+    assert o["images_per_s"] > 0 and o["pytorch_images_per_s"] > 0 and o["ratio"] > 0
+    assert (o["threads"], o["batch_size"]) == (1, TINY["batch_size"])  # the same threads and batch as PyTorch's
+    assert o["max_abs_diff"] < 1e-4 and o["top1_identical"] is True
+
+
+def test_bench_without_onnxruntime_says_why(monkeypatch):
+    from simkd_lite.experiments.bench import onnxruntime_line
+
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # as if not installed
+    result = run_bench("resnet8", "resnet8_w8", baseline=False, **TINY)
+    assert "pip install 'simkd-lite[export]'" in result["onnxruntime"]["skipped"]
+    assert "skipped" in onnxruntime_line(result)
+    assert run_bench("resnet8", "resnet8_w8", baseline=False, onnxruntime=False, **TINY)["onnxruntime"] == \
+        {"skipped": "onnxruntime=False"}

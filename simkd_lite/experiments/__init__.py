@@ -10,6 +10,7 @@
     demo.py          `simkd-lite demo`: teacher vs vanilla, KD, FitNet, SimKD, with figures
     reproduction.py  `simkd-lite reproduce`: every method x seed, resumable, the table beside the paper's
     paper_table.py   the paper's published numbers (typed in once)
+    export.py        `simkd-lite export`: a student as one .onnx / .pt2 file that loads without simkd_lite
     bench.py, bench_graphed.py   `simkd-lite bench`: images/s against the official-style loop
     commands.py      what the CLI needs besides the API: data sets, devices, DDP start, wording
 """
@@ -20,6 +21,7 @@ import importlib
 _API = {"RunResult": "results", "StudentRun": "results", "Experiment": "runs", "PreparedData": "runs",
         "compare": "runs", "evaluate": "runs", "evaluate_checkpoint": "jobs", "get_teacher": "runs",
         "prepare_data": "runs", "test_logits": "runs", "train_student": "runs", "train_teacher": "runs",
+        "export_student": "export", "read_export_metadata": "export",
         "reproduce": "reproduction", "Plan": "reproduction", "Reproduction": "reproduction"}
 __all__ = sorted(_API)
 

@@ -16,6 +16,12 @@ infer, fast      : the deployed `SimKDStudent` (encoder -> projector -> teacher 
 infer, baseline  : the official evaluation: student forward_features + a FULL teacher forward (only to
                    align shapes) + projector + teacher head, under no_grad.
 
+onnxruntime, cpu : the same deployed student exported to ONNX (`export.onnx_bytes`, BN unfolded: onnxruntime
+                   fuses it itself) in an onnxruntime CPU session with torch's thread count, timed in
+                   alternation with "infer, fast" on the same batch; reported with the largest absolute
+                   logit difference and whether the top-1 classes agree (`onnxruntime=False`, or no
+                   onnxruntime installed, or a non-CPU device: skipped with a note).
+
 Random data is fine for speed: no op here depends on the pixel values. `first_step_loss` of the two
 sides is also reported: with the same weights and batch they must agree (up to rounding / bf16),
 which shows the fast path computes the same thing.
@@ -37,6 +43,7 @@ from torch import nn
 from simkd_lite.errors import SimKDLiteError
 
 from simkd_lite.distillers import SimKDProjector, create_distiller
+from simkd_lite.experiments.export import EXPORT_HINT, onnxruntime_session
 from simkd_lite.training.device_data import DeviceTensorBatches, GpuAugment
 from simkd_lite.training.step import autocast_context, distill_step
 from simkd_lite.training.teacher_prep import fold_batchnorm, maybe_compile, prepare_teacher, time_first_call
@@ -126,6 +133,7 @@ class BenchSettings:
     repeats: int = 1
     seed: int = 0
     compile_options: dict | None = None
+    onnxruntime: bool = True
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.warmup < 0 or self.repeats < 1:
@@ -176,10 +184,55 @@ def run_bench(teacher: str | nn.Module, student: str, **settings) -> dict:
     if base is not None:
         base.to_eval()
     infer_fast, infer_base = _alternate(infer, base.infer if base else None, s.warmup, s.repeats, s.steps, dev)
+    onnxruntime = onnxruntime_rates(fast, infer) if s.onnxruntime else {"skipped": "onnxruntime=False"}
     torch.backends.cudnn.benchmark = cudnn_benchmark
     if fast.prepared.compiled and fast.prepared.compile_seconds is not None:
         fast.compile_seconds["teacher"] = round(fast.prepared.compile_seconds, 3)
-    return _report(described, dev, (train_fast, train_base, infer_fast, infer_base), fast, base)
+    return {**_report(described, dev, (train_fast, train_base, infer_fast, infer_base), fast, base),
+            "onnxruntime": onnxruntime}
+
+
+def onnxruntime_rates(fast: "_FastSide", infer: Callable[[], int]) -> dict:
+    """onnxruntime CPU images/s of the deployed student beside PyTorch's (`infer`), same batch and threads,
+    measured in alternation; plus the max abs logit difference and top-1 agreement on that batch."""
+    if fast.dev.type != "cpu":
+        return {"skipped": f"onnxruntime's CPU images/s is measured only with --device cpu (this run: {fast.dev.type})"}
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return {"skipped": f"onnxruntime is not installed: {EXPORT_HINT}"}
+    threads, s = torch.get_num_threads(), fast.s
+    deployed = fast.distiller.export().eval()
+    x = fast.data.eval_x.contiguous()
+    session = onnxruntime_session(deployed, x, threads=threads)
+    feed = {"input": x.numpy()}
+    got = session.run(["logits"], feed)[0]
+    with torch.inference_mode():
+        expected = deployed(x).numpy()
+
+    def run_ort() -> int:
+        session.run(["logits"], feed)
+        return len(x)
+
+    torch_rates, ort_rates = _alternate(infer, run_ort, s.warmup, s.repeats, s.steps, fast.dev)
+    return {"images_per_s": round(statistics.median(ort_rates), 2),
+            "pytorch_images_per_s": round(statistics.median(torch_rates), 2),
+            "ratio": round(statistics.median(ort_rates) / statistics.median(torch_rates), 3),
+            "threads": threads, "batch_size": len(x), "onnxruntime": onnxruntime.__version__,
+            "max_abs_diff": float(abs(got - expected).max()),
+            "top1_identical": bool((got.argmax(1) == expected.argmax(1)).all()),
+            "per_repeat": {"onnxruntime": [round(v, 2) for v in ort_rates],
+                           "pytorch": [round(v, 2) for v in torch_rates]}}
+
+
+def onnxruntime_line(result: dict) -> str:
+    """One terminal line: onnxruntime CPU vs PyTorch images/s of the deployed student (or why skipped)."""
+    o = result.get("onnxruntime") or {}
+    if "skipped" in o:
+        return f"deployed student, onnxruntime CPU: skipped ({o['skipped']})"
+    return (f"deployed student, batch {o['batch_size']}, {o['threads']} thread(s): onnxruntime CPU "
+            f"{o['images_per_s']:,.0f} img/s vs PyTorch {o['pytorch_images_per_s']:,.0f} img/s (x{o['ratio']:.2f}); "
+            f"max abs logit diff {o['max_abs_diff']:.1e}, top-1 identical: {'yes' if o['top1_identical'] else 'no'}")
 
 
 def _report(described: dict, dev: torch.device, rates: tuple[list[float], ...], fast: "_FastSide",
